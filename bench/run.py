@@ -513,7 +513,9 @@ def main(argv=None) -> int:
         + "), or NAME=/path/to/lib.so for any other drop-in malloc. Every measurement is "
         "preceded by a BENCH_VERIFY=1 run in which the program reports, via dlsym+dladdr, "
         "which object serves malloc/free/calloc/realloc; a mismatch aborts that allocator "
-        "and makes the exit status 1.")
+        "and makes the exit status 1. Exit status: 0 = all requested measurements ran and "
+        "verified; 1 = a verification or run failed, an explicitly requested library is "
+        "missing, or --require-hakmem and hakmem was not measured; 2 = usage error.")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per benchmark and allocator "
                     "(default 5; allocators are interleaved run by run)")
     ap.add_argument("--bench", metavar="NAMES", help="comma-separated benchmarks (default: all: "
