@@ -83,6 +83,8 @@ BASE_CFLAGS: tuple[str, ...] = (
     "-fvisibility=hidden",
     "-Wall",
     "-Wextra",
+    # An unguarded `#define HAK_INJECT_X 0` in inject.h would silently undo -DHAK_INJECT_X=1.
+    "-Werror=macro-redefined",
 )
 BASE_LDFLAGS: tuple[str, ...] = ("-shared", "-fPIC", "-pthread")
 
@@ -603,9 +605,11 @@ def build(
     compiler = resolve_compiler(compiler_name)
     version = _compiler_version(str(compiler))
     _which_or_usage("nm", "binutils")
-    runtime = resolve_runtime(
-        compiler, spec.runtime_library or None, spec.runtime_options, spec.runtime_package
-    )
+    package = spec.runtime_package
+    m = re.fullmatch(r"clang-(\d+)", compiler.name)
+    if m:  # HAKMEM_CC=clang-16 needs libclang-rt-16-dev, whatever the file says
+        package = re.sub(r"libclang-rt-\d+-dev", f"libclang-rt-{m.group(1)}-dev", package)
+    runtime = resolve_runtime(compiler, spec.runtime_library or None, spec.runtime_options, package)
     out = output_dir(variant, inject, root)
     out_rel = out.relative_to(root).as_posix()
     tag = out.name

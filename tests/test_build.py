@@ -309,6 +309,13 @@ def test_inject_builds_into_its_own_dir_and_reports_itself(scratch: Path):
         hb.build("release", "nope", root=scratch)
 
 
+def test_unguarded_catalogue_entry_fails_instead_of_building_a_clean_library(scratch: Path):
+    # inject.h defines HAK_INJECT_OTHER_BUG without #ifndef: -D...=1 would be overridden.
+    with pytest.raises(BuildError, match="HAK_INJECT_OTHER_BUG.*redefined|redefined.*OTHER_BUG"):
+        hb.build("release", "other_bug", root=scratch)
+    assert not (scratch / "sanitizer_builds" / "release+other_bug" / "libhakmem.so").exists()
+
+
 def test_compile_error_names_the_file_and_leaves_no_library(scratch: Path):
     hb.build("release", root=scratch)
     (scratch / "src_c" / "alloc" / "broken.c").write_text("int f(void) { return undeclared; }\n")
