@@ -79,6 +79,7 @@ class Allocator:
     failed: str = ""  # first verification/run error; the allocator is skipped after it
     variant: str = ""
     verify_line: str = ""
+    source: Path | None = None  # the library the snapshot in `lib` was copied from
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -100,7 +101,9 @@ class Allocator:
             return False
 
     def expected(self) -> str:
-        return "libc.so.6 (no preload)" if self.lib is None else str(self.lib)
+        if self.lib is None:
+            return "libc.so.6 (no preload)"
+        return f"{self.lib} (snapshot of {self.source})" if self.source else str(self.lib)
 
 
 PEERS = {
@@ -274,6 +277,38 @@ def select_allocators(args) -> list[Allocator]:
     return out
 
 
+def snapshot(allocs: list[Allocator], tmpdir: Path, wait: float = 30.0) -> None:
+    """Copy non-system libraries (hakmem, NAME=PATH) to a private directory.
+
+    Other people rebuild sanitizer_builds/ while a run is in progress; measuring a
+    snapshot keeps every rep on the same bytes (and its sha256 goes in results.json).
+    A library that is missing for a moment (being relinked) is waited for.
+    """
+    for a in allocs:
+        if a.lib is None or not a.available or a.lib.parent == LIBDIR:
+            continue
+        src = a.lib
+        dst = tmpdir / a.name / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                shutil.copy2(src, dst)
+                break
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    a.available = False
+                    a.note = f"{a.name} NOT MEASURED: cannot copy {src}: {e}"
+                    break
+                time.sleep(0.5)
+        if a.available:
+            a.source, a.lib = src, dst
+
+
+def one_line(msg: str) -> str:
+    return " | ".join(part.strip() for part in msg.splitlines() if part.strip())
+
+
 # --------------------------------------------------------------------------- reporting
 def summarize(runs: list[dict], benches: list[str], allocs: list[Allocator]) -> dict:
     summary: dict = {}
@@ -319,7 +354,8 @@ def render_md(summary: dict, allocs: list[Allocator], meta: dict, errors: list[s
             L.append(f"**{a.name} FAILED: {a.failed}**  ")
         if a.variant and a.variant != "none":
             warn = "" if a.variant == "release" else " — **WARNING: not the release build**"
-            L.append(f"{a.name}: hak_build_variant() = `{a.variant}`{warn} ({a.lib})  ")
+            L.append(f"{a.name}: hak_build_variant() = `{a.variant}`{warn} "
+                     f"({a.source or a.lib}, sha256 {lib_identity(a.lib).get('lib_sha256', '?')[:16]})  ")
     L.append("")
     # overview
     L.append("## Ratio to glibc (median ops/s)")
@@ -568,9 +604,21 @@ def main(argv=None) -> int:
             print(("ERROR: " if a.explicit else "NOTE: ") + a.note, file=sys.stderr)
             if a.explicit:
                 status = 1
-    if args.strace:
-        return do_strace(args, allocs, benches) | status
+    tmpdir = Path(tempfile.mkdtemp(prefix="hakmem-bench-"))
+    try:
+        snapshot(allocs, tmpdir)
+        for a in allocs:
+            if not a.available and "cannot copy" in a.note:
+                print(("ERROR: " if a.explicit else "NOTE: ") + a.note, file=sys.stderr)
+                status |= 1 if a.explicit else 0
+        if args.strace:
+            return do_strace(args, allocs, benches) | status
+        return measure(args, allocs, benches, status)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
+
+def measure(args, allocs: list[Allocator], benches: list[str], status: int) -> int:
     from tqdm import tqdm
 
     live = [a for a in allocs if a.available]
@@ -596,8 +644,8 @@ def main(argv=None) -> int:
                     verifies.setdefault(a.name, {})[b] = kv
                     r = run_bench(a, b, params, args.timeout)
                 except VerifyError as e:
-                    a.failed = str(e)
-                    errors.append(str(e))
+                    a.failed = one_line(str(e))
+                    errors.append(a.failed)
                     bar.write(f"ERROR: {e}", file=sys.stderr)
                     status = 1
                     bar.update(1)
@@ -622,6 +670,7 @@ def main(argv=None) -> int:
     (out / "results.json").write_text(json.dumps({
         "meta": meta,
         "allocators": [{"name": a.name, "lib": str(a.lib) if a.lib else None,
+                        "source": str(a.source) if a.source else None,
                         "available": a.available, "note": a.note, "failed": a.failed,
                         "variant": a.variant, **lib_identity(a.lib)} for a in allocs],
         "verify": verifies, "summary": summary, "runs": runs, "errors": errors,
