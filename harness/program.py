@@ -1,0 +1,503 @@
+"""Op programs: the unit of testing, in binary form (what fuzzers mutate) and text form.
+
+A program is a thread count (1..8) and a list of ops over a fixed table of 64 slots.
+Ops (``OPCODES``): ``malloc``, ``calloc``, ``realloc``, ``aligned_alloc``, ``free``,
+``write`` (verify, then refill the block's pattern), ``thread_exit`` (the OS thread ends
+with its blocks live; a later op on that program thread runs on a fresh OS thread),
+``barrier`` (a quiescent point for every thread; white-box counters are checked there),
+``flush`` (``hak_flush_thread`` on that thread; a no-op on foreign targets).
+
+Execution rules (the executor's plan, src_c/executor/plan.c):
+
+* an op on an empty slot (free, write) or an allocation into an occupied slot is skipped;
+  realloc on an empty slot is ``realloc(NULL, n)``; a free by a thread other than the
+  allocating one is a remote free;
+* sizes are either *reasonable* (total < 2**27, must succeed) or *impossible* (total >=
+  2**46 or calloc overflow, must return NULL); the format cannot express anything between;
+* ``aligned_alloc`` alignments are 1 B .. 1 MiB (powers of two); the executor raises
+  alignments below ``sizeof(void *)`` to 8, so programs exercise alignment, never
+  posix_memalign's EINVAL rule; the result must be aligned to max(alignment, 16);
+* a zero-byte request may return NULL on a foreign target (C allows it); hakmem must
+  return a pointer.
+
+Binary form (decoded totally -- every byte string is a program; same layout as
+src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
+
+    byte 0          threads = 1 + b % 8         (empty input: 1 thread, no ops)
+    8-byte records  [opcode % 9, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
+                    (a trailing partial record is ignored)
+
+    size selector % 8, v = v0 | v1 << 8 | v2 << 16:
+      0 zero   0                     4 large  65537 + v % 8323072
+      1 small  1 + v % 1024          5 raw    v
+      2 edge   2**e * (1 + j/4) + d  6 huge   2**64 - 1 - v
+               e = 4 + v0 % 21, j = v1 % 4, d = v2 % 3 - 1
+      3 mid    1025 + v % 64512      7 pow2   2**(46 + v0 % 18)
+    aux: calloc count = aux % 5; aligned_alloc alignment = 2**(aux % 21).
+
+:func:`encode` writes the canonical bytes (unused fields zero, the first size selector
+in the order above that can express the size), so ``decode(encode(p)) == p`` for every
+program and ``encode(decode(b))`` is the canonical form of any ``b``.
+
+Text form (the corpus format; one op per line)::
+
+    {"version": 1, "threads": 2, "ops": [
+      {"op": "malloc", "thread": 0, "slot": 3, "size": 48},
+      {"op": "calloc", "thread": 1, "slot": 4, "count": 2, "size": 24},
+      {"op": "aligned_alloc", "thread": 0, "slot": 5, "size": 100, "align": 4096},
+      {"op": "free", "thread": 1, "slot": 3},
+      {"op": "barrier"},
+      {"op": "thread_exit", "thread": 1}
+    ]}
+
+Malformed text raises :class:`ProgramError` naming the file, the op index and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from harness.errors import UsageError
+
+__all__ = [
+    "OPCODES",
+    "SLOTS",
+    "MAX_THREADS",
+    "RECORD",
+    "VERSION",
+    "SIZE_MAX",
+    "REASONABLE_MAX",
+    "IMPOSSIBLE_MIN",
+    "Op",
+    "Program",
+    "ProgramError",
+    "decode",
+    "encode",
+    "decode_size",
+    "encode_size",
+    "representable",
+    "to_text",
+    "from_text",
+    "load",
+    "save",
+    "random_program",
+    "interesting_sizes",
+]
+
+VERSION = 1
+OPCODES: tuple[str, ...] = (
+    "malloc",
+    "calloc",
+    "realloc",
+    "aligned_alloc",
+    "free",
+    "write",
+    "thread_exit",
+    "barrier",
+    "flush",
+)
+SLOTS = 64
+MAX_THREADS = 8
+RECORD = 8
+HEADER = 1
+SIZE_MAX = (1 << 64) - 1
+REASONABLE_MAX = 1 << 27
+IMPOSSIBLE_MIN = 1 << 46
+MAX_CALLOC_COUNT = 4
+MAX_ALIGN_LOG2 = 20
+
+_SIZED = ("malloc", "calloc", "realloc", "aligned_alloc")
+_SLOTTED = _SIZED + ("free", "write")
+_THREADED = _SLOTTED + ("thread_exit", "flush")
+
+
+class ProgramError(UsageError):
+    """A malformed text program: names the file, the op index and the field."""
+
+    def __init__(self, source: str, message: str, index: int | None = None,
+                 field: str | None = None) -> None:
+        self.source = source
+        self.index = index
+        self.field = field
+        where = source
+        if index is not None:
+            where += f": op {index}"
+        if field is not None:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Op:
+    """One op. ``size`` is the request (calloc: the element size); ``count`` is calloc's
+    element count; ``align`` is aligned_alloc's alignment. Unused fields are 0."""
+
+    op: str
+    thread: int = 0
+    slot: int = 0
+    size: int = 0
+    count: int = 0
+    align: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"op": self.op}
+        if self.op in _THREADED:
+            d["thread"] = self.thread
+        if self.op in _SLOTTED:
+            d["slot"] = self.slot
+        if self.op == "calloc":
+            d["count"] = self.count
+        if self.op in _SIZED:
+            d["size"] = self.size
+        if self.op == "aligned_alloc":
+            d["align"] = self.align
+        return d
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Program:
+    threads: int
+    ops: tuple[Op, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))
+
+    def to_bytes(self) -> bytes:
+        return encode(self)
+
+    def to_text(self) -> str:
+        return to_text(self)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def decode_size(sel: int, v0: int, v1: int, v2: int) -> int:
+    v = v0 | v1 << 8 | v2 << 16
+    sel %= 8
+    if sel == 0:
+        return 0
+    if sel == 1:
+        return 1 + v % 1024
+    if sel == 2:
+        p = 1 << (4 + v0 % 21)
+        return p + (v1 % 4) * (p // 4) + (v2 % 3) - 1
+    if sel == 3:
+        return 1025 + v % 64512
+    if sel == 4:
+        return 65537 + v % 8323072
+    if sel == 5:
+        return v
+    if sel == 6:
+        return SIZE_MAX - v
+    return 1 << (46 + v0 % 18)
+
+
+def _v(v: int) -> tuple[int, int, int]:
+    return v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF
+
+
+def encode_size(size: int) -> tuple[int, int, int, int]:
+    """Canonical (selector, v0, v1, v2) for ``size``; ValueError if not representable."""
+    if size == 0:
+        return (0, 0, 0, 0)
+    if 1 <= size <= 1024:
+        return (1, *_v(size - 1))
+    for e in range(4, 25):
+        p = 1 << e
+        for j in range(4):
+            d = size - (p + j * (p // 4))
+            if -1 <= d <= 1:
+                return (2, e - 4, j, d + 1)
+    if 1025 <= size <= 65536:
+        return (3, *_v(size - 1025))
+    if 65537 <= size < 65537 + 8323072:
+        return (4, *_v(size - 65537))
+    if 0 <= size < 1 << 24:
+        return (5, *_v(size))
+    if SIZE_MAX - (1 << 24) < size <= SIZE_MAX:
+        return (6, *_v(SIZE_MAX - size))
+    if size > 0 and size & (size - 1) == 0 and 46 <= size.bit_length() - 1 <= 63:
+        return (7, size.bit_length() - 1 - 46, 0, 0)
+    raise ValueError(
+        f"size {size} is not representable: use 0 .. 2**24-1, a class edge 2**e*(1+j/4)+-1 "
+        "(e <= 24), 2**64-1-v (v < 2**24) or 2**k (46 <= k <= 63)"
+    )
+
+
+def representable(size: int) -> bool:
+    try:
+        encode_size(size)
+    except ValueError:
+        return False
+    return True
+
+
+def interesting_sizes(class_sizes: Iterable[int] = ()) -> list[int]:
+    """Sizes that reach every region: zero, tiny, class edges +-1, mid, large, impossible."""
+    out = {0, 1, 8, 15, 16, 17, 24, 100, 1023, 1024, 1025, 4096, 65535, 65536, 65537,
+           100_000, 1 << 20, (1 << 20) + 1, 3 << 20, 8 << 20, SIZE_MAX, SIZE_MAX - 15,
+           1 << 46, 1 << 63}
+    for c in class_sizes:
+        out.update({c - 1, c, c + 1})
+    return sorted(s for s in out if representable(s))
+
+
+# --------------------------------------------------------------------------- binary
+
+
+def decode(data: bytes) -> Program:
+    """The total decoder (twin of hakx_decode in src_c/executor/decode.c)."""
+    threads = 1 + data[0] % MAX_THREADS if data else 1
+    ops = []
+    n = (len(data) - HEADER) // RECORD if len(data) > HEADER else 0
+    for i in range(n):
+        b = data[HEADER + i * RECORD: HEADER + (i + 1) * RECORD]
+        name = OPCODES[b[0] % len(OPCODES)]
+        thread = b[1] % threads
+        slot = b[2] % SLOTS
+        if name in _SIZED:
+            size = decode_size(b[3], b[4], b[5], b[6])
+            count = b[7] % (MAX_CALLOC_COUNT + 1) if name == "calloc" else 0
+            align = 1 << (b[7] % (MAX_ALIGN_LOG2 + 1)) if name == "aligned_alloc" else 0
+            ops.append(Op(name, thread, slot, size, count, align))
+        elif name in ("free", "write"):
+            ops.append(Op(name, thread, slot))
+        elif name == "barrier":
+            ops.append(Op(name))
+        else:
+            ops.append(Op(name, thread))
+    return Program(threads, tuple(ops))
+
+
+def encode(program: Program) -> bytes:
+    """Canonical binary form. Raises ValueError for a program the format cannot hold."""
+    _validate(program, "<program>")
+    out = bytearray([program.threads - 1])
+    for op in program.ops:
+        sel = v0 = v1 = v2 = aux = 0
+        if op.op in _SIZED:
+            sel, v0, v1, v2 = encode_size(op.size)
+        if op.op == "calloc":
+            aux = op.count
+        elif op.op == "aligned_alloc":
+            aux = op.align.bit_length() - 1
+        slot = op.slot if op.op in _SLOTTED else 0
+        thread = op.thread if op.op in _THREADED else 0
+        out += bytes([OPCODES.index(op.op), thread, slot, sel, v0, v1, v2, aux])
+    return bytes(out)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _validate(program: Program, source: str) -> None:
+    if not isinstance(program.threads, int) or not 1 <= program.threads <= MAX_THREADS:
+        raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {program.threads!r}",
+                           field="threads")
+    for i, op in enumerate(program.ops):
+        _validate_op(op, i, program.threads, source)
+
+
+def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
+    def bad(field: str, msg: str) -> ProgramError:
+        return ProgramError(source, msg, i, field)
+
+    if op.op not in OPCODES:
+        raise bad("op", f"unknown op {op.op!r}; one of {', '.join(OPCODES)}")
+    if op.op in _THREADED and not 0 <= op.thread < threads:
+        raise bad("thread", f"thread {op.thread} not in 0..{threads - 1}")
+    if op.op not in _THREADED and op.thread != 0:
+        raise bad("thread", f"{op.op} takes no thread")
+    if op.op in _SLOTTED and not 0 <= op.slot < SLOTS:
+        raise bad("slot", f"slot {op.slot} not in 0..{SLOTS - 1}")
+    if op.op not in _SLOTTED and op.slot != 0:
+        raise bad("slot", f"{op.op} takes no slot")
+    if op.op in _SIZED:
+        if not representable(op.size):
+            raise bad("size", _size_message(op.size))
+    elif op.size:
+        raise bad("size", f"{op.op} takes no size")
+    if op.op == "calloc":
+        if not 0 <= op.count <= MAX_CALLOC_COUNT:
+            raise bad("count", f"calloc count {op.count} not in 0..{MAX_CALLOC_COUNT}")
+    elif op.count:
+        raise bad("count", f"{op.op} takes no count")
+    if op.op == "aligned_alloc":
+        a = op.align
+        if a <= 0 or a & (a - 1) or a > 1 << MAX_ALIGN_LOG2:
+            raise bad("align", f"alignment {a} is not a power of two in 1..{1 << MAX_ALIGN_LOG2}")
+    elif op.align:
+        raise bad("align", f"{op.op} takes no align")
+
+
+def _size_message(size: int) -> str:
+    try:
+        encode_size(size)
+    except ValueError as e:
+        return str(e)
+    return "ok"
+
+
+_FIELDS = {"op", "thread", "slot", "size", "count", "align"}
+
+
+def from_text(text: str, source: str = "<string>") -> Program:
+    """Parses the versioned JSON text form; ProgramError names file, op index and field."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProgramError(source, f"not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ProgramError(source, "expected a JSON object with version, threads, ops")
+    if doc.get("version") != VERSION:
+        raise ProgramError(source, f"version must be {VERSION}, got {doc.get('version')!r}",
+                           field="version")
+    threads = doc.get("threads", 1)
+    if type(threads) is not int:
+        raise ProgramError(source, f"threads must be an integer, got {threads!r}",
+                           field="threads")
+    raw_ops = doc.get("ops")
+    if not isinstance(raw_ops, list):
+        raise ProgramError(source, "ops must be a list", field="ops")
+    ops = []
+    for i, d in enumerate(raw_ops):
+        if not isinstance(d, dict):
+            raise ProgramError(source, "an op must be an object", i)
+        extra = set(d) - _FIELDS
+        if extra:
+            f = sorted(extra)[0]
+            raise ProgramError(source, f"unknown field (fields: {', '.join(sorted(_FIELDS))})",
+                               i, f)
+        if "op" not in d:
+            raise ProgramError(source, "missing", i, "op")
+        if not isinstance(d["op"], str) or d["op"] not in OPCODES:
+            raise ProgramError(source, f"unknown op {d['op']!r}; one of {', '.join(OPCODES)}",
+                               i, "op")
+        name = d["op"]
+        required = []
+        if name in _THREADED:
+            required.append("thread")
+        if name in _SLOTTED:
+            required.append("slot")
+        if name in _SIZED:
+            required.append("size")
+        if name == "calloc":
+            required.append("count")
+        if name == "aligned_alloc":
+            required.append("align")
+        for f in required:
+            if f not in d:
+                raise ProgramError(source, f"missing (an {name} op needs {', '.join(required)})",
+                                   i, f)
+        vals = {}
+        for f in ("thread", "slot", "size", "count", "align"):
+            v = d.get(f, 0)
+            if type(v) is not int or v < 0:
+                raise ProgramError(source, f"must be a non-negative integer, got {v!r}", i, f)
+            vals[f] = v
+        op = Op(name, **vals)
+        ops.append(op)
+    program = Program(threads, tuple(ops))
+    if not 1 <= threads <= MAX_THREADS:
+        raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {threads}",
+                           field="threads")
+    for i, op in enumerate(program.ops):
+        _validate_op(op, i, threads, source)
+    return program
+
+
+def to_text(program: Program) -> str:
+    """The JSON text form, one op per line (stable: text -> program -> text is identity)."""
+    _validate(program, "<program>")
+    lines = [json.dumps(op.to_dict(), separators=(", ", ": ")) for op in program.ops]
+    body = ",\n  ".join(lines)
+    ops = f"[\n  {body}\n]" if lines else "[]"
+    return f'{{"version": {VERSION}, "threads": {program.threads}, "ops": {ops}}}\n'
+
+
+def load(path: str | Path) -> Program:
+    """Reads a text (.json) program; other files are read as binary programs."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ProgramError(str(p), f"cannot read: {e.strerror}") from None
+    if p.suffix == ".json" or data[:1] == b"{":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProgramError(str(p), "not UTF-8 text") from None
+        return from_text(text, str(p))
+    return decode(data)
+
+
+def save(program: Program, path: str | Path) -> None:
+    p = Path(path)
+    if p.suffix == ".json":
+        p.write_text(to_text(program))
+    else:
+        p.write_bytes(encode(program))
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def random_program(
+    rng: random.Random | int,
+    n_ops: int = 100,
+    threads: int = 1,
+    *,
+    sizes: Sequence[int] | None = None,
+    ops: Sequence[str] = ("malloc", "malloc", "calloc", "realloc", "aligned_alloc", "free",
+                          "free", "free", "write", "flush", "barrier", "thread_exit"),
+    slots: int = SLOTS,
+    max_size: int = 1 << 20,
+) -> Program:
+    """A random (valid, representable) program; ``sizes`` defaults to a region mix."""
+    if not isinstance(rng, random.Random):
+        rng = random.Random(rng)
+
+    def size() -> int:
+        if sizes is not None:
+            return rng.choice(sizes)
+        k = rng.random()
+        if k < 0.45:
+            s = rng.randint(0, 1024)
+        elif k < 0.75:
+            e = rng.randint(4, 16)
+            s = (1 << e) + rng.randrange(4) * (1 << e) // 4 + rng.randint(-1, 1)
+        elif k < 0.9:
+            s = rng.randint(1025, 65536)
+        elif k < 0.98:
+            s = rng.randint(65537, max_size)
+        else:
+            s = rng.choice((SIZE_MAX, SIZE_MAX - rng.randrange(64), 1 << rng.randint(46, 63)))
+        return s if representable(s) else 48
+
+    out = []
+    for _ in range(n_ops):
+        name = rng.choice(ops)
+        t = rng.randrange(threads)
+        s = rng.randrange(slots)
+        if name in ("malloc", "realloc"):
+            out.append(Op(name, t, s, size()))
+        elif name == "calloc":
+            out.append(Op(name, t, s, size() if rng.random() < 0.5 else rng.randint(0, 256),
+                          rng.randint(0, MAX_CALLOC_COUNT)))
+        elif name == "aligned_alloc":
+            out.append(Op(name, t, s, size(), align=1 << rng.randint(0, MAX_ALIGN_LOG2)))
+        elif name in ("free", "write"):
+            out.append(Op(name, t, s))
+        elif name == "barrier":
+            out.append(Op(name))
+        else:
+            out.append(Op(name, t))
+    return Program(threads, tuple(out))

@@ -1,0 +1,177 @@
+/* Concurrent mode: every program thread runs its own ops freely, in its own
+ * order, racing the others. A slot's block is handed from thread to thread along
+ * the plan's chain of effective ops on that slot (a baton per slot: the op
+ * allowed to touch it next), so a free by another thread is a real remote free
+ * racing everything else. The plan follows program order, so the earliest
+ * unfinished op can always run: no deadlock.
+ *
+ * Barriers synchronise all threads. They are abortable spin/yield barriers rather
+ * than pthread_barrier_t: after a failure the other threads must not wait for a
+ * thread that stopped. Each thread ends with an implicit final barrier (the end
+ * quiescent point). A thread_exit ends the OS thread; the rest of that program
+ * thread runs on a fresh one, which the exiting thread starts. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#pragma weak hak_flush_thread
+
+struct hx_cc;
+struct hx_seg {
+    struct hx_cc *cc;
+    int t;
+    pthread_t th;
+    struct hx_seg *next; /* successor segment (after a thread_exit) */
+};
+
+struct hx_cc {
+    struct hx_run *r;
+    size_t *list[HAKX_MAX_THREADS];
+    size_t len[HAKX_MAX_THREADS];
+    size_t k[HAKX_MAX_THREADS];
+    unsigned n;
+    _Atomic unsigned arrived, gen;
+};
+
+static bool barrier(struct hx_cc *cc)
+{
+    unsigned g = atomic_load(&cc->gen);
+    if (atomic_fetch_add(&cc->arrived, 1) + 1 == cc->n) {
+        atomic_store(&cc->arrived, 0);
+        atomic_fetch_add(&cc->gen, 1);
+        return true;
+    }
+    for (unsigned n = 0; atomic_load(&cc->gen) == g; n++) {
+        if (hx_failed(cc->r))
+            return false;
+        hx_backoff(n);
+    }
+    return true;
+}
+
+static bool quiescent(struct hx_cc *cc, int t, int64_t op)
+{
+    struct hx_run *r = cc->r;
+    if (!barrier(cc))
+        return false;
+    if (!r->whitebox)
+        return true;
+    const char *a = op < 0 ? "end, before flush" : "barrier, before flush";
+    const char *b = op < 0 ? "end, after flushing every thread" : "barrier, after flushing every thread";
+    if (t == 0)
+        hx_wb_quiescent(r, op, a);
+    if (!barrier(cc))
+        return false;
+    hak_flush_thread();
+    if (!barrier(cc))
+        return false;
+    if (t == 0)
+        hx_wb_quiescent(r, op, b);
+    return barrier(cc);
+}
+
+static void *body(void *arg)
+{
+    struct hx_seg *seg = arg;
+    struct hx_cc *cc = seg->cc;
+    struct hx_run *r = cc->r;
+    int t = seg->t;
+    for (; cc->k[t] < cc->len[t]; cc->k[t]++) {
+        if (hx_failed(r))
+            return NULL;
+        size_t i = cc->list[t][cc->k[t]];
+        const struct hakx_op *o = &r->ops[i];
+        switch (o->op) {
+        case HAKX_OP_BARRIER:
+            if (!quiescent(cc, t, (int64_t)i))
+                return NULL;
+            break;
+        case HAKX_OP_THREAD_EXIT: {
+            cc->k[t]++;
+            struct hx_seg *nx = calloc(1, sizeof *nx);
+            if (nx) {
+                nx->cc = cc;
+                nx->t = t;
+            }
+            if (!nx || pthread_create(&nx->th, NULL, body, nx)) {
+                hx_error(r, "cannot start a fresh thread after thread_exit (op %zu)", i);
+                free(nx);
+                return NULL;
+            }
+            seg->next = nx;
+            return NULL;
+        }
+        case HAKX_OP_FLUSH:
+            if (r->tg->hakmem)
+                hak_flush_thread();
+            break;
+        default: {
+            _Atomic int64_t *baton = &r->baton[o->slot];
+            for (unsigned n = 0; atomic_load(baton) != (int64_t)i; n++) {
+                if (hx_failed(r))
+                    return NULL;
+                hx_backoff(n);
+            }
+            hx_exec(r, i, t);
+            atomic_store(baton, r->next_on_slot[i]);
+        }
+        }
+    }
+    if (!hx_failed(r))
+        quiescent(cc, t, -1);
+    return NULL;
+}
+
+void hx_run_concurrent(struct hx_run *r)
+{
+    struct hx_cc *cc = calloc(1, sizeof *cc);
+    struct hx_seg *first = calloc(r->nthreads, sizeof *first);
+    if (!cc || !first)
+        goto out;
+    cc->r = r;
+    cc->n = r->nthreads;
+    for (unsigned t = 0; t < r->nthreads; t++) {
+        cc->list[t] = malloc((r->nops ? r->nops : 1) * sizeof(size_t));
+        if (!cc->list[t])
+            goto out;
+    }
+    for (size_t i = 0; i < r->nops; i++) {
+        if (!r->effective[i])
+            continue;
+        const struct hakx_op *o = &r->ops[i];
+        for (unsigned t = 0; t < r->nthreads; t++)
+            if (o->op == HAKX_OP_BARRIER || o->thread == t)
+                cc->list[t][cc->len[t]++] = i;
+    }
+    for (int s = 0; s < HAKX_SLOTS; s++)
+        atomic_store(&r->baton[s], r->first_on_slot[s]);
+    unsigned started = 0;
+    for (; started < r->nthreads; started++) {
+        first[started].cc = cc;
+        first[started].t = (int)started;
+        if (pthread_create(&first[started].th, NULL, body, &first[started])) {
+            hx_error(r, "pthread_create failed for thread %u", started);
+            break;
+        }
+    }
+    for (unsigned t = 0; t < started; t++) {
+        pthread_join(first[t].th, NULL);
+        for (struct hx_seg *s = first[t].next; s;) {
+            pthread_join(s->th, NULL);
+            struct hx_seg *nx = s->next;
+            free(s);
+            s = nx;
+        }
+    }
+    if (!hx_failed(r))
+        hx_cleanup(r);
+    if (r->whitebox && !hx_failed(r))
+        hx_wb_leak(r);
+out:
+    if (cc)
+        for (unsigned t = 0; t < HAKX_MAX_THREADS; t++)
+            free(cc->list[t]);
+    free(cc);
+    free(first);
+}

@@ -1,0 +1,115 @@
+/* hakmem executor: runs op programs against an allocator and checks them.
+ *
+ * Public C API (exported from libhakmem.so with default visibility; the cffi
+ * cdef in harness/binding.py mirrors this file -- keep them in sync).
+ *
+ * Binary program format (every byte string is a valid program):
+ *   byte 0            header: threads = 1 + (b % 8)        (empty input: 1 thread, no ops)
+ *   then 8-byte op records; a trailing partial record is ignored:
+ *     r[0] opcode  = r[0] % 9  (enum hakx_opcode)
+ *     r[1] thread  = r[1] % threads
+ *     r[2] slot    = r[2] % 64
+ *     r[3] size selector (r[3] % 8), r[4..6] v0 v1 v2 (v = v0 | v1<<8 | v2<<16):
+ *          0 zero   size 0
+ *          1 small  1 + v % 1024                            (1 .. 1 KiB)
+ *          2 edge   2^e + j*2^e/4 + d, e = 4 + v0 % 21, j = v1 % 4, d = v2 % 3 - 1
+ *                   (every class edge 16 B .. 28 MiB, and +-1 around it)
+ *          3 mid    1025 + v % 64512                        (1 KiB+1 .. 64 KiB)
+ *          4 large  65537 + v % 8323072                     (64 KiB+1 .. 8 MiB)
+ *          5 raw    v                                       (0 .. 16 MiB-1)
+ *          6 huge   SIZE_MAX - v                            (impossible: overflow edges)
+ *          7 pow2   2^(46 + v0 % 18)                        (impossible: > address space)
+ *     r[7] aux: aligned_alloc: alignment = 2^(r[7] % 21) (1 B .. 1 MiB);
+ *               calloc: count = r[7] % 5 (0 .. 4); ignored otherwise.
+ *   Fields an opcode does not use decode to 0 (the canonical encoding writes 0).
+ *
+ * Semantics: see harness/program.py (the Python twin of the decoder).
+ */
+#ifndef HAKX_H
+#define HAKX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HAKX_API __attribute__((visibility("default")))
+
+#define HAKX_SLOTS 64
+#define HAKX_MAX_THREADS 8
+#define HAKX_RECORD 8
+#define HAKX_HEADER 1
+
+enum hakx_opcode {
+    HAKX_OP_MALLOC = 0,
+    HAKX_OP_CALLOC = 1,
+    HAKX_OP_REALLOC = 2,
+    HAKX_OP_ALIGNED = 3,
+    HAKX_OP_FREE = 4,
+    HAKX_OP_WRITE = 5,
+    HAKX_OP_THREAD_EXIT = 6,
+    HAKX_OP_BARRIER = 7,
+    HAKX_OP_FLUSH = 8,
+    HAKX_NUM_OPCODES = 9,
+};
+
+/* One decoded op. size: the request (calloc: the element size).
+ * aux: calloc count, aligned_alloc alignment, else 0. */
+struct hakx_op {
+    uint8_t op;
+    uint8_t thread;
+    uint8_t slot;
+    uint8_t pad;
+    uint32_t aux;
+    uint64_t size;
+};
+
+enum hakx_mode { HAKX_LOCKSTEP = 0, HAKX_CONCURRENT = 1 };
+
+/* Test hooks (bit flags): make a white-box check fire on purpose. */
+#define HAKX_HOOK_BOUNDARY 1u   /* lie: the first block's base is reported 8 B off */
+#define HAKX_HOOK_CONVERSION 2u /* lie: the first block's user pointer is seen 16 B off */
+#define HAKX_HOOK_COUNTERS 4u   /* miscount: the executor counts its first block twice */
+#define HAKX_HOOK_LEAK 8u       /* forget: the final cleanup drops one block unfreed */
+#define HAKX_HOOK_HEAP 16u      /* scribble 16 bytes over the first freed slab block */
+
+struct hakx_options {
+    int32_t mode;            /* enum hakx_mode */
+    int32_t whitebox;        /* 1: white-box checks (hakmem target only) */
+    uint32_t repeats;        /* run the program this many times (0 = 1) */
+    uint32_t hooks;          /* HAKX_HOOK_* */
+    const char *target_path; /* NULL: this library's hak_* functions; else dlopen() path */
+    const char *prefix;      /* symbol prefix for target_path ("" for libc names) */
+    uint64_t *trace;         /* optional: user pointers of successful allocations, in order */
+    uint64_t trace_cap;
+    uint64_t trace_len;      /* out */
+};
+
+enum hakx_status { HAKX_PASS = 0, HAKX_FAIL = 1, HAKX_ERROR = 2 };
+
+struct hakx_verdict {
+    int32_t status;        /* enum hakx_status; ERROR: setup problem (message says) */
+    char check[32];        /* stable check name of the first failure ("" on pass) */
+    int64_t op_index;      /* op that failed; -1: a check after the last op */
+    int32_t thread;        /* program thread (-1: the executor's main thread) */
+    int32_t slot;          /* -1 if none */
+    uint64_t pointer;      /* user pointer involved (0 if none) */
+    uint64_t expected;
+    uint64_t observed;
+    uint64_t ops_executed; /* effective ops run (all repeats) */
+    uint64_t ops_skipped;  /* ops skipped (empty/occupied slot, ...) */
+    char message[512];
+};
+
+/* Decodes data[0..len) into ops (up to cap); returns the number of ops the
+ * program has (may exceed cap) and stores the thread count in *threads. */
+HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops, size_t cap,
+                            uint32_t *threads);
+
+/* Runs a program. Copies the input into an exact-size malloc'd buffer first.
+ * Returns verdict->status. Never calls back into Python. */
+HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
+                      struct hakx_verdict *verdict);
+
+/* Executor version (bumped when the format or semantics change). */
+HAKX_API int hakx_version(void);
+
+#endif

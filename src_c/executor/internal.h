@@ -1,0 +1,150 @@
+/* Executor internals shared by the files of src_c/executor/ (one concept each:
+ * decode.c, pattern.c, target.c, intervals.c, verdict.c, whitebox.c, ops.c,
+ * plan.c, sync.c, lockstep.c, concurrent.c, run.c). */
+#ifndef HAKX_INTERNAL_H
+#define HAKX_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "hakx.h"
+#include "hakmem_debug.h"
+
+#define HX_HIDDEN __attribute__((visibility("hidden")))
+
+/* Requests up to this many bytes must succeed; from HX_IMPOSSIBLE on they must fail.
+ * The binary format cannot express anything in between (see hakx.h). */
+#define HX_REASONABLE_MAX ((uint64_t)1 << 27)
+#define HX_IMPOSSIBLE ((uint64_t)1 << 46)
+#define HX_MAIN_THREAD HAKX_MAX_THREADS /* index of the executor's own thread in counts */
+#define HX_COUNT_SLOTS (HAK_NUM_CLASSES + 1) /* last: large */
+
+/* ---- decode.c */
+HX_HIDDEN uint64_t hx_decode_size(uint8_t sel, uint8_t v0, uint8_t v1, uint8_t v2);
+
+/* ---- target.c: ONE table of function pointers for every target. */
+struct hx_target {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    size_t (*usable_size)(void *);
+    bool hakmem;       /* the white-box target (this library's hak_* functions) */
+    bool strict_zero;  /* malloc(0) must return a pointer */
+    bool always16;     /* every pointer is 16-aligned, whatever the size */
+    char name[160];
+};
+HX_HIDDEN const struct hx_target *hx_target_get(const char *path, const char *prefix, char *err,
+                                                size_t errlen);
+HX_HIDDEN void *hx_target_aligned(const struct hx_target *t, size_t align, size_t size);
+HX_HIDDEN bool hx_target_has_aligned(const struct hx_target *t);
+
+/* ---- pattern.c: byte at offset o of a block with seed s is byte (o % 8) of
+ * (s + (o / 8) * K); independent of the block length. */
+HX_HIDDEN uint64_t hx_seed(unsigned slot, uint64_t op_index, uint32_t repeat);
+HX_HIDDEN void hx_fill(void *p, size_t n, uint64_t seed);
+/* Returns the first offset in [0, n) that does not match, or (size_t)-1. */
+HX_HIDDEN size_t hx_verify(const void *p, size_t n, uint64_t seed);
+HX_HIDDEN uint8_t hx_pattern_byte(uint64_t seed, size_t off);
+HX_HIDDEN size_t hx_first_nonzero(const void *p, size_t n);
+
+/* ---- intervals.c: ordered set of live [start, end) */
+struct hx_interval { uintptr_t start, end; int slot; };
+struct hx_intervals { struct hx_interval v[HAKX_SLOTS + 1]; int n; };
+/* Inserts; on overlap returns the index of a clashing interval and does not insert, else -1. */
+HX_HIDDEN int hx_iv_insert(struct hx_intervals *s, uintptr_t start, uintptr_t end, int slot);
+HX_HIDDEN void hx_iv_remove(struct hx_intervals *s, uintptr_t start);
+
+/* ---- executor state */
+struct hx_block {
+    void *p;          /* user pointer (NULL with live: a NULL the target may return, e.g. malloc(0)) */
+    uint64_t req;     /* requested bytes (calloc: count * size) */
+    uint64_t usable;  /* bytes covered by the pattern */
+    uint64_t seed;
+    uintptr_t base;   /* white-box: BASE reported at allocation */
+    int32_t cls;      /* white-box: class index for counting (HAK_NUM_CLASSES: large) */
+    uint32_t align;
+    bool live;
+};
+
+struct hx_run {
+    const struct hakx_op *ops;
+    size_t nops;
+    unsigned nthreads;
+    const struct hx_target *tg;
+    struct hakx_options *opt;
+    bool whitebox;
+    int mode;
+    uint32_t repeat;
+    uint32_t hooks_left;        /* hooks not yet applied */
+    /* plan.c */
+    uint8_t *effective;         /* per op */
+    int64_t *next_on_slot;      /* per op: next effective op on the same slot, or -1 */
+    int64_t first_on_slot[HAKX_SLOTS];
+    /* state */
+    struct hx_block slots[HAKX_SLOTS];
+    struct hx_intervals iv;
+    pthread_mutex_t lock;       /* guards iv, hooks, trace (concurrent mode) */
+    bool use_lock;
+    int64_t counts[HAKX_MAX_THREADS + 1][HX_COUNT_SLOTS];
+    struct hak_counters baseline;
+    _Atomic int failed;
+    struct hakx_verdict *verdict;
+    _Atomic uint64_t executed;
+    /* concurrent.c */
+    _Atomic int64_t baton[HAKX_SLOTS];
+};
+
+/* ---- verdict.c */
+HX_HIDDEN bool hx_fail(struct hx_run *r, const char *check, int64_t op, int thread, int slot,
+                       const void *ptr, uint64_t expected, uint64_t observed, const char *fmt,
+                       ...) __attribute__((format(printf, 9, 10)));
+/* An executor problem (not a finding): status HAKX_ERROR. */
+HX_HIDDEN bool hx_error(struct hx_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline bool hx_failed(struct hx_run *r)
+{
+    return atomic_load_explicit(&r->failed, memory_order_acquire) != 0;
+}
+HX_HIDDEN void hx_lock(struct hx_run *r);
+HX_HIDDEN void hx_unlock(struct hx_run *r);
+HX_HIDDEN bool hx_take_hook(struct hx_run *r, uint32_t hook);
+
+/* ---- whitebox.c */
+/* Checks a fresh block (block_boundary, double_conversion); fills b->base and b->cls. */
+HX_HIDDEN bool hx_wb_on_alloc(struct hx_run *r, int64_t op, int thread, int slot,
+                              struct hx_block *b);
+/* Before free/realloc: the base for the user pointer is still the one recorded. */
+HX_HIDDEN bool hx_wb_on_release(struct hx_run *r, int64_t op, int thread, int slot,
+                                const struct hx_block *b);
+/* Counters + heap walk at a quiescent point. */
+HX_HIDDEN bool hx_wb_quiescent(struct hx_run *r, int64_t op, const char *where);
+HX_HIDDEN bool hx_wb_leak(struct hx_run *r);
+HX_HIDDEN int hx_count_index(int size_class);
+
+/* ---- ops.c */
+HX_HIDDEN void hx_exec(struct hx_run *r, size_t i, int thread_index);
+HX_HIDDEN void hx_cleanup(struct hx_run *r);
+
+/* ---- plan.c */
+HX_HIDDEN int hx_plan(struct hx_run *r);
+HX_HIDDEN bool hx_op_uses_slot(uint8_t op);
+/* Total bytes requested (calloc: count * size); true if impossible (overflow or >= HX_IMPOSSIBLE). */
+HX_HIDDEN bool hx_op_total(const struct hakx_op *o, uint64_t *total);
+
+/* ---- sync.c: spin, then yield, then futex */
+struct hx_wake { _Atomic uint32_t seq; _Atomic int sleeping; };
+HX_HIDDEN void hx_wake(struct hx_wake *w);
+/* Waits until w->seq != *seen; updates *seen. */
+HX_HIDDEN void hx_wait(struct hx_wake *w, uint32_t *seen);
+/* Polite busy wait step number n (spin, then sched_yield). */
+HX_HIDDEN void hx_backoff(unsigned n);
+
+/* ---- lockstep.c / concurrent.c */
+HX_HIDDEN void hx_run_lockstep(struct hx_run *r);
+HX_HIDDEN void hx_run_concurrent(struct hx_run *r);
+
+#endif

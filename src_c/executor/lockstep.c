@@ -1,0 +1,172 @@
+/* Lockstep mode: ops run one at a time in program order, each on the OS thread
+ * of its program thread, so a program replays identically every time.
+ *
+ * Control passes directly from worker to worker (a run of consecutive ops of one
+ * thread is executed without any handoff); it returns to the executor's main
+ * thread for barriers, thread exits (joined before the next op, so TLS
+ * destructors never race with it), starting a thread, and the end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#pragma weak hak_flush_thread
+
+enum { CMD_RUN, CMD_FLUSH, CMD_QUIT };
+
+struct hx_ls;
+struct hx_lw {
+    struct hx_ls *ls;
+    pthread_t th;
+    int index;
+    int cmd;
+    bool alive, exiting;
+    uint32_t seen;
+    struct hx_wake w;
+};
+
+struct hx_ls {
+    struct hx_run *r;
+    size_t pc;
+    struct hx_wake main;
+    uint32_t main_seen;
+    struct hx_lw w[HAKX_MAX_THREADS];
+};
+
+static void *worker(void *arg)
+{
+    struct hx_lw *lw = arg;
+    struct hx_ls *ls = lw->ls;
+    struct hx_run *r = ls->r;
+    for (;;) {
+        hx_wait(&lw->w, &lw->seen);
+        if (lw->cmd == CMD_QUIT)
+            return NULL;
+        if (lw->cmd == CMD_FLUSH) {
+            if (r->tg->hakmem)
+                hak_flush_thread();
+            hx_wake(&ls->main);
+            continue;
+        }
+        size_t i = ls->pc;
+        bool passed = false;
+        for (;;) {
+            while (i < r->nops && !r->effective[i])
+                i++;
+            if (i >= r->nops || hx_failed(r))
+                break;
+            const struct hakx_op *o = &r->ops[i];
+            if (o->op == HAKX_OP_BARRIER)
+                break;
+            if (o->thread != lw->index) {
+                struct hx_lw *nx = &ls->w[o->thread];
+                if (!nx->alive)
+                    break;
+                ls->pc = i;
+                nx->cmd = CMD_RUN;
+                hx_wake(&nx->w);
+                passed = true;
+                break;
+            }
+            if (o->op == HAKX_OP_THREAD_EXIT) {
+                ls->pc = i + 1;
+                lw->exiting = true;
+                hx_wake(&ls->main);
+                return NULL;
+            }
+            hx_exec(r, i, lw->index);
+            i++;
+        }
+        if (!passed) {
+            ls->pc = i;
+            hx_wake(&ls->main);
+        }
+    }
+}
+
+static bool spawn(struct hx_ls *ls, int t)
+{
+    struct hx_lw *lw = &ls->w[t];
+    lw->ls = ls;
+    lw->index = t;
+    lw->exiting = false;
+    lw->seen = atomic_load(&lw->w.seq);
+    if (pthread_create(&lw->th, NULL, worker, lw)) {
+        hx_error(ls->r, "pthread_create failed for thread %d", t);
+        return false;
+    }
+    lw->alive = true;
+    return true;
+}
+
+static void command(struct hx_ls *ls, int t, int cmd)
+{
+    ls->w[t].cmd = cmd;
+    hx_wake(&ls->w[t].w);
+    if (cmd != CMD_QUIT)
+        hx_wait(&ls->main, &ls->main_seen);
+}
+
+static void reap(struct hx_ls *ls)
+{
+    for (int t = 0; t < HAKX_MAX_THREADS; t++)
+        if (ls->w[t].alive && ls->w[t].exiting) {
+            pthread_join(ls->w[t].th, NULL);
+            ls->w[t].alive = ls->w[t].exiting = false;
+        }
+}
+
+static void quiescent(struct hx_ls *ls, int64_t op)
+{
+    struct hx_run *r = ls->r;
+    if (!r->whitebox || hx_failed(r))
+        return;
+    if (!hx_wb_quiescent(r, op, op < 0 ? "end, before flush" : "barrier, before flush"))
+        return;
+    for (int t = 0; t < HAKX_MAX_THREADS; t++)
+        if (ls->w[t].alive)
+            command(ls, t, CMD_FLUSH);
+    hx_wb_quiescent(r, op, op < 0 ? "end, after flushing every thread"
+                                  : "barrier, after flushing every thread");
+}
+
+void hx_run_lockstep(struct hx_run *r)
+{
+    static struct hx_ls zero_ls;
+    struct hx_ls *ls = calloc(1, sizeof *ls);
+    if (!ls)
+        return;
+    *ls = zero_ls;
+    ls->r = r;
+    for (;;) {
+        size_t i = ls->pc;
+        while (i < r->nops && !r->effective[i])
+            i++;
+        if (i >= r->nops || hx_failed(r))
+            break;
+        const struct hakx_op *o = &r->ops[i];
+        if (o->op == HAKX_OP_BARRIER) {
+            quiescent(ls, (int64_t)i);
+            ls->pc = i + 1;
+            continue;
+        }
+        if (!ls->w[o->thread].alive && !spawn(ls, o->thread))
+            break;
+        ls->pc = i;
+        command(ls, o->thread, CMD_RUN);
+        reap(ls);
+    }
+    quiescent(ls, -1);
+    if (!hx_failed(r))
+        hx_cleanup(r);
+    for (int t = 0; t < HAKX_MAX_THREADS; t++)
+        if (ls->w[t].alive) {
+            command(ls, t, CMD_QUIT);
+            pthread_join(ls->w[t].th, NULL);
+            ls->w[t].alive = false;
+        }
+    if (r->whitebox && !hx_failed(r))
+        hx_wb_leak(r);
+    free(ls);
+}

@@ -1,0 +1,97 @@
+/* hakx_run: decode, plan, run each repeat in the chosen mode, report. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#pragma weak hak_counters_snapshot
+#pragma weak hak_flush_thread
+#pragma weak hak_block_info
+
+static void verdict_init(struct hakx_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->op_index = -1;
+    v->thread = -1;
+    v->slot = -1;
+}
+
+HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
+                      struct hakx_verdict *v)
+{
+    verdict_init(v);
+    struct hakx_options dflt = {0};
+    if (!opt)
+        opt = &dflt;
+    opt->trace_len = 0;
+    /* Decode from an exact-size copy: an over-read is the sanitizer's to see. */
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        v->status = HAKX_ERROR;
+        snprintf(v->message, sizeof v->message, "out of memory copying the input");
+        return v->status;
+    }
+    if (len)
+        memcpy(copy, data, len);
+    uint32_t nthreads;
+    size_t n = hakx_decode(copy, len, NULL, 0, &nthreads);
+    struct hakx_op *ops = malloc((n ? n : 1) * sizeof *ops);
+    struct hx_run *r = calloc(1, sizeof *r);
+    char err[256] = "";
+    const struct hx_target *tg = hx_target_get(opt->target_path, opt->prefix, err, sizeof err);
+    if (!ops || !r || !tg) {
+        v->status = HAKX_ERROR;
+        snprintf(v->check, sizeof v->check, "executor");
+        snprintf(v->message, sizeof v->message, "%s", tg ? "out of memory" : err);
+        goto out;
+    }
+    hakx_decode(copy, len, ops, n, &nthreads);
+    r->ops = ops;
+    r->nops = n;
+    r->nthreads = nthreads;
+    r->tg = tg;
+    r->opt = opt;
+    r->verdict = v;
+    r->mode = opt->mode;
+    r->whitebox = opt->whitebox && tg->hakmem && hak_counters_snapshot && hak_block_info;
+    r->use_lock = opt->mode == HAKX_CONCURRENT;
+    pthread_mutex_init(&r->lock, NULL);
+    if (hx_plan(r)) {
+        v->status = HAKX_ERROR;
+        snprintf(v->message, sizeof v->message, "out of memory planning %zu ops", n);
+        goto out;
+    }
+    uint64_t eff = 0;
+    for (size_t i = 0; i < n; i++)
+        eff += r->effective[i];
+    uint32_t reps = opt->repeats ? opt->repeats : 1;
+    r->hooks_left = opt->hooks;
+    uint32_t done = 0;
+    for (; done < reps && !hx_failed(r); done++) {
+        r->repeat = done;
+        memset(r->slots, 0, sizeof r->slots);
+        memset(&r->iv, 0, sizeof r->iv);
+        memset(r->counts, 0, sizeof r->counts);
+        if (r->whitebox) {
+            hak_flush_thread();
+            hak_counters_snapshot(&r->baseline);
+        }
+        if (opt->mode == HAKX_CONCURRENT)
+            hx_run_concurrent(r);
+        else
+            hx_run_lockstep(r);
+    }
+    v->ops_executed = eff * done;
+    v->ops_skipped = (n - eff) * done;
+    pthread_mutex_destroy(&r->lock);
+out:
+    if (r) {
+        free(r->effective);
+        free(r->next_on_slot);
+    }
+    free(r);
+    free(ops);
+    free(copy);
+    return v->status;
+}
