@@ -69,7 +69,7 @@ enum hakx_mode { HAKX_LOCKSTEP = 0, HAKX_CONCURRENT = 1 };
 #define HAKX_HOOK_CONVERSION 2u /* lie: the first block's user pointer is seen 16 B off */
 #define HAKX_HOOK_COUNTERS 4u   /* miscount: the executor counts its first block twice */
 #define HAKX_HOOK_LEAK 8u       /* forget: the final cleanup drops one block unfreed */
-#define HAKX_HOOK_HEAP 16u      /* scribble 16 bytes over the first freed slab block */
+#define HAKX_HOOK_HEAP 16u      /* after the first free, point its first word at itself */
 
 struct hakx_options {
     int32_t mode;            /* enum hakx_mode */

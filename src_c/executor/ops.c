@@ -122,9 +122,10 @@ static void release(struct hx_run *r, int t, struct hx_block *b)
     if (b->p) {
         r->tg->free(b->p);
         if (r->whitebox && hx_take_hook(r, HAKX_HOOK_HEAP)) {
-            volatile uint64_t *w = (volatile uint64_t *)b->base;
-            w[0] = 0x4141414141414141ull;
-            w[1] = 0x4242424242424242ull;
+            /* The block's first word now points at the block itself: any free
+             * chain through it loops (heap_check must see a block free twice). */
+            volatile uintptr_t *w = (volatile uintptr_t *)b->base;
+            w[0] = b->base;
         }
     }
     memset(b, 0, sizeof *b);
