@@ -1,0 +1,73 @@
+/* hak_free: the free path.
+ *
+ * Pointer -> slab is the registry load plus the superslab's unit map: no
+ * syscall, no search, and a pointer outside every registered superslab is
+ * never dereferenced. USER -> BASE happens here and only here, and only for
+ * slabs that ever handed out an aligned interior pointer. The owner pushes the
+ * block onto its thread cache; anyone else pushes it onto the slab's remote
+ * list. */
+#include "internal.h"
+
+#if HAK_DEBUG
+/* Debug builds: a double free or an interior pointer is reported, never
+ * absorbed. Linear scans: debug builds trade speed for a precise report. */
+static bool chain_holds(void *head, void *block, uint32_t limit)
+{
+    for (uint32_t i = 0; head && i <= limit; i++, head = hak_next_get(head))
+        if (head == block)
+            return true;
+    return false;
+}
+
+static void check_free(struct hak_slab *slab, void *user, void *base)
+{
+    struct hak_heap *heap = hak_tl_heap;
+    if (user != base && !atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
+        hak_report_misuse("free of a pointer inside a block", user);
+    if (hak_block_index(slab, (uintptr_t)base) >= slab->carved)
+        hak_report_misuse("free of a never-allocated block", user);
+    if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap)
+        return;
+    if (chain_holds(heap->tc[slab->size_class].head, base, heap->tc[slab->size_class].count) ||
+        chain_holds(slab->free, base, slab->free_len))
+        hak_report_misuse("double free", user);
+}
+#endif
+
+static void free_not_in_slab(void *ptr)
+{
+    if (!ptr)
+        return;
+    if (hak_large_free(ptr))
+        return;
+    hak_report_misuse("free of a pointer hakmem does not own", ptr);
+}
+
+HAK_API void hak_free(void *ptr)
+{
+    struct hak_superslab *ss = hak_superslab_of(ptr);
+    if (HAK_UNLIKELY(!ss)) {
+        free_not_in_slab(ptr);
+        return;
+    }
+    struct hak_slab *slab = hak_slab_in(ss, ptr);
+    if (HAK_UNLIKELY(!slab)) {
+        hak_report_misuse("free of an address outside any block", ptr);
+        return;
+    }
+    void *base = (void *)hak_user_to_base(slab, (uintptr_t)ptr);
+#if HAK_DEBUG
+    check_free(slab, ptr, base);
+#endif
+    hak_poison(base, slab->block_size);
+    struct hak_heap *heap = hak_tl_heap;
+    if (HAK_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap)) {
+        struct hak_tcache *tc = &heap->tc[slab->size_class];
+        hak_next_set(base, tc->head);
+        tc->head = base;
+        if (HAK_UNLIKELY(++tc->count > tc->limit))
+            hak_tcache_flush(heap, slab->size_class, tc->limit / 2);
+        return;
+    }
+    hak_remote_push(slab, base);
+}

@@ -1,0 +1,237 @@
+/* hak_heap_check: the full heap walk.
+ *
+ * Validates every structure and every counter identity written in
+ * internal.h, and describes the first violation precisely (which superslab,
+ * slab, class, block, and the numbers that disagree). Quiescent points only:
+ * it reads owner-only fields of every thread's slabs and caches.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { MAX_BLOCKS = 65536 / 16 };
+
+struct walk {
+    struct hak_heap_report *r;
+    uint8_t seen[MAX_BLOCKS / 8]; /* blocks of the current slab already found free */
+};
+
+__attribute__((format(printf, 3, 4))) static void fail(struct walk *w, uintptr_t where,
+                                                       const char *fmt, ...)
+{
+    if (w->r->errors++)
+        return;
+    w->r->ok = 0;
+    w->r->where = where;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->r->message, sizeof w->r->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Walks one free chain of `slab`, marking blocks; returns how many it found.
+ * steps == 0: the chain is the slab's own (free or remote list), and any
+ * block outside the slab is an error. steps > 0: a thread cache, which mixes
+ * slabs; only this slab's blocks are marked, over at most `steps` links. */
+static uint32_t walk_chain(struct walk *w, const struct hak_slab *slab, void *head,
+                           const char *what, uint64_t steps)
+{
+    uint32_t n = 0;
+    bool only_this_slab = steps != 0;
+    uintptr_t end = slab->start + (uintptr_t)slab->carved * slab->block_size;
+    for (void *b = head; b && (!only_this_slab || steps--); b = hak_next_get(b)) {
+        uintptr_t a = (uintptr_t)b;
+        bool inside = a >= slab->start && a < end;
+        if (only_this_slab && !inside)
+            continue;
+        if (!inside) {
+            fail(w, a, "slab %#lx (class %u): %s holds %#lx, outside its carved blocks",
+                 (unsigned long)slab->start, slab->size_class, what, (unsigned long)a);
+            return n;
+        }
+        uint32_t i = hak_block_index(slab, a);
+        if (slab->start + (uintptr_t)i * slab->block_size != a) {
+            fail(w, a, "slab %#lx (class %u, %u B): %s holds %#lx, not a block boundary",
+                 (unsigned long)slab->start, slab->size_class, slab->block_size, what,
+                 (unsigned long)a);
+            return n;
+        }
+        if (w->seen[i / 8] & (1u << (i % 8))) {
+            fail(w, a, "slab %#lx (class %u): block %u (%#lx) found free twice (again on %s)",
+                 (unsigned long)slab->start, slab->size_class, i, (unsigned long)a, what);
+            return n;
+        }
+        w->seen[i / 8] |= (uint8_t)(1u << (i % 8));
+        n++;
+    }
+    return n;
+}
+
+static bool list_holds(const struct hak_slab_list *list, const struct hak_slab *slab)
+{
+    for (struct hak_slab *s = list->head; s; s = s->next)
+        if (s == slab)
+            return true;
+    return false;
+}
+
+static bool heap_alive(const struct hak_heap *heap)
+{
+    for (struct hak_heap *h = hak_heaps; h; h = h->next)
+        if (h == heap)
+            return true;
+    return false;
+}
+
+static void check_ownership(struct walk *w, const struct hak_slab *slab,
+                            const struct hak_heap *owner)
+{
+    int c = slab->size_class;
+    if (!owner) {
+        if (!list_holds(&(struct hak_slab_list){hak_abandoned_head(c)}, slab))
+            fail(w, slab->start, "slab %#lx (class %d) has no owner and is not abandoned",
+                 (unsigned long)slab->start, c);
+        return;
+    }
+    if (!heap_alive(owner)) {
+        fail(w, slab->start, "slab %#lx (class %d) is owned by a dead heap",
+             (unsigned long)slab->start, c);
+        return;
+    }
+    const struct hak_slab_list *list = slab->full ? &owner->full[c] : &owner->partial[c];
+    if (!list_holds(list, slab))
+        fail(w, slab->start, "slab %#lx (class %d) is not on its owner's %s list",
+             (unsigned long)slab->start, c, slab->full ? "full" : "partial");
+}
+
+/* Returns the slab's `used`, for the superslab's active identity. */
+static uint64_t check_slab(struct walk *w, struct hak_superslab *ss, unsigned first)
+{
+    struct hak_slab *slab = &ss->slabs[first];
+    uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first << HAK_UNIT_SHIFT);
+    uintptr_t start = first == 0 ? unit0 + hak_superslab_header_bytes() : unit0;
+    uintptr_t end = unit0 + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
+    int c = slab->size_class;
+    if (c >= HAK_CLASSES || slab->block_size != hak_class_size[c] || slab->start != start ||
+        slab->capacity != (end - start) / slab->block_size || slab->ss != ss ||
+        slab->units != hak_class_units[c]) {
+        fail(w, unit0, "superslab %#lx slab %u: geometry corrupt (class %d, %u B, start %#lx)",
+             (unsigned long)ss, first, c, slab->block_size, (unsigned long)slab->start);
+        return slab->used;
+    }
+    if (slab->carved > slab->capacity)
+        fail(w, start, "slab %#lx (class %d): carved %u > capacity %u", (unsigned long)start, c,
+             slab->carved, slab->capacity);
+    memset(w->seen, 0, sizeof w->seen);
+    uint32_t nfree = walk_chain(w, slab, slab->free, "the local free list", 0);
+    void *remote = atomic_load_explicit(&slab->remote_head, memory_order_acquire);
+    uint32_t nremote = walk_chain(w, slab, remote, "the remote list", 0);
+    uint32_t pending = atomic_load_explicit(&slab->remote_pending, memory_order_relaxed);
+    struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
+    if (owner && heap_alive(owner))
+        walk_chain(w, slab, owner->tc[c].head, "its owner's thread cache",
+                   (uint64_t)owner->tc[c].count + 1);
+    if (nfree != slab->free_len)
+        fail(w, start, "slab %#lx (class %d): free list holds %u blocks, free_len says %u",
+             (unsigned long)start, c, nfree, slab->free_len);
+    if (nremote != pending)
+        fail(w, start, "slab %#lx (class %d): remote list holds %u blocks, remote_pending says %u",
+             (unsigned long)start, c, nremote, pending);
+    if ((uint64_t)slab->used + slab->free_len != slab->carved)
+        fail(w, start, "slab %#lx (class %d, %u B): used %u + free %u != carved %u",
+             (unsigned long)start, c, slab->block_size, slab->used, slab->free_len, slab->carved);
+    if (pending > slab->used)
+        fail(w, start, "slab %#lx (class %d): remote_pending %u > used %u", (unsigned long)start,
+             c, pending, slab->used);
+    check_ownership(w, slab, owner);
+    return slab->used;
+}
+
+static void check_superslab(struct walk *w, struct hak_superslab *ss)
+{
+    uintptr_t a = (uintptr_t)ss;
+    if (ss->magic != HAK_SS_MAGIC || a & (HAK_SS_SIZE - 1) || hak_superslab_of(ss) != ss) {
+        fail(w, a, "superslab %#lx: bad magic, alignment or registry entry", (unsigned long)a);
+        return;
+    }
+    uint32_t free_units = 0;
+    uint64_t used = 0;
+    for (unsigned u = 0; u < HAK_UNITS; u++) {
+        unsigned first = ss->unit_slab[u];
+        if (first == HAK_UNIT_FREE) {
+            free_units++;
+            continue;
+        }
+        struct hak_slab *slab = &ss->slabs[first];
+        if (first > u || !slab->units || u >= first + slab->units ||
+            ss->unit_slab[first] != first) {
+            fail(w, a, "superslab %#lx: unit %u maps to slab %u, which does not cover it",
+                 (unsigned long)a, u, first);
+            return;
+        }
+        if (first == u)
+            used += check_slab(w, ss, first);
+    }
+    if (free_units != ss->free_units)
+        fail(w, a, "superslab %#lx: %u free units, free_units says %u", (unsigned long)a,
+             free_units, ss->free_units);
+    if (ss->cached && free_units != HAK_UNITS)
+        fail(w, a, "superslab %#lx is cached with %u units in use", (unsigned long)a,
+             HAK_UNITS - free_units);
+    uint64_t active = atomic_load_explicit(&ss->active, memory_order_relaxed);
+    if (active != used)
+        fail(w, a, "superslab %#lx: active %llu != sum of its slabs' used %llu", (unsigned long)a,
+             (unsigned long long)active, (unsigned long long)used);
+}
+
+/* Every cached block belongs to a slab the heap owns, of the cache's class. */
+static void check_thread_cache(struct walk *w, struct hak_heap *heap, int c)
+{
+    struct hak_tcache *tc = &heap->tc[c];
+    uint32_t n = 0;
+    for (void *b = tc->head; b && n <= tc->count; b = hak_next_get(b), n++) {
+        struct hak_superslab *ss = hak_superslab_of(b);
+        struct hak_slab *slab = ss ? hak_slab_in(ss, b) : NULL;
+        if (!slab || slab->size_class != c ||
+            atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap) {
+            fail(w, (uintptr_t)b,
+                 "heap %llu: thread cache of class %d holds %#lx, not a block of a slab it "
+                 "owns of that class",
+                 (unsigned long long)heap->serial, c, (unsigned long)b);
+            return;
+        }
+    }
+    if (n != tc->count)
+        fail(w, (uintptr_t)tc->head, "heap %llu: thread cache of class %d holds %u%s blocks, count says %u",
+             (unsigned long long)heap->serial, c, n, n > tc->count ? "+" : "", tc->count);
+}
+
+HAK_API int hak_heap_check(struct hak_heap_report *report)
+{
+    struct walk *w = &(struct walk){.r = report};
+    memset(report, 0, sizeof *report);
+    report->ok = 1;
+    hak_heaps_lock();
+    hak_pool_lock();
+    for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next)
+        check_superslab(w, ss);
+    hak_pool_unlock();
+    for (struct hak_heap *h = hak_heaps; h; h = h->next)
+        for (int c = 0; c < HAK_CLASSES; c++)
+            check_thread_cache(w, h, c);
+    hak_heaps_unlock();
+    char msg[sizeof report->message];
+    uintptr_t where = 0;
+    int large_errors = hak_large_check(msg, sizeof msg, &where);
+    if (large_errors) {
+        if (!report->errors) {
+            memcpy(report->message, msg, sizeof msg);
+            report->where = where;
+        }
+        report->errors += large_errors;
+        report->ok = 0;
+    }
+    return report->ok;
+}

@@ -1,0 +1,305 @@
+/* hakmem internals: the one header every allocator file includes.
+ *
+ * Memory layout
+ *   superslab  a 2 MiB region aligned to 2 MiB, split into 32 units of 64 KiB.
+ *              Its header (struct hak_superslab) sits at the start of unit 0.
+ *   slab       a run of 1..8 contiguous units serving one size class. Any
+ *              class can take units of any superslab (shared pool). The slab
+ *              descriptor lives in the superslab header, indexed by its first
+ *              unit, so pointer -> slab is: align down to 2 MiB, unit index,
+ *              unit_slab[] -> descriptor. No syscall, no search.
+ *   registry   a flat byte map with one entry per 2 MiB chunk of the address
+ *              space, set while a superslab is mapped there. A pointer whose
+ *              chunk is not registered is never dereferenced as ours.
+ *   large      blocks above the mid pool get their own mapping; a hash table
+ *              (large.c) knows every live one, so they too are recognised
+ *              without touching the pointer.
+ *
+ * Ownership
+ *   Each slab has one owning thread heap (or none: abandoned). Only the owner
+ *   touches the slab's local free list and its owner-only counters; other
+ *   threads free into the slab's lock-free remote list (remote.c).
+ */
+#ifndef HAKMEM_INTERNAL_H
+#define HAKMEM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hakmem.h"
+#include "hakmem_debug.h"
+#include "inject.h"
+#include "poison.h"
+
+#define HAK_API __attribute__((visibility("default")))
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
+#ifndef HAK_DEBUG
+#define HAK_DEBUG 0
+#endif
+#ifndef HAK_VARIANT_NAME
+#define HAK_VARIANT_NAME "unknown"
+#endif
+
+enum {
+    HAK_ALIGN = 16,
+    HAK_SS_SHIFT = 21,
+    HAK_UNIT_SHIFT = 16,
+    HAK_UNITS = 32,
+    HAK_MAX_SLAB_UNITS = 8,
+    HAK_TINY_CLASSES = 20,
+    HAK_CLASSES = 44, /* <= HAK_NUM_CLASSES */
+    HAK_TINY_MAX = 1024,
+    HAK_MID_MAX = 65536,
+    HAK_SS_CACHE_MAX = 4,
+    HAK_UNIT_FREE = 0xff,
+};
+
+#define HAK_SS_SIZE ((uintptr_t)1 << HAK_SS_SHIFT)
+#define HAK_UNIT_SIZE ((uintptr_t)1 << HAK_UNIT_SHIFT)
+#define HAK_SS_MAGIC 0x68616b5353ULL /* "hakSS" */
+
+struct hak_heap;
+struct hak_superslab;
+
+/* Per-slab counters and their identities (kept by slab.c, remote.c, heap.c):
+ *   carved <= capacity                  blocks ever cut from the bump region
+ *   used + free_len == carved           a carved block is on the local free
+ *                                       list, or it is "used": held by a caller,
+ *                                       on a thread cache, or on the remote list
+ *   remote_pending == |remote list|     at quiescent points; pushers count
+ *                                       before they publish the block
+ *   remote_pending <= used
+ * Per superslab:
+ *   active == sum of used over its slabs (updated in the same batch as used)
+ * Per class, at quiescent points:
+ *   sum(used) - sum(remote_pending) - sum(thread cache lengths) == live blocks
+ */
+struct hak_slab {
+    /* owner-only, hot */
+    void *free;             /* local free list (singly linked through blocks) */
+    uint32_t free_len;
+    uint32_t used;
+    uint32_t carved;
+    uint32_t capacity;
+    uint32_t block_size;
+    uintptr_t start;        /* address of block 0 */
+    uint64_t div_mul;       /* 2^40 / block_size + 1: block index by multiply */
+    uint16_t size_class;
+    uint8_t units;          /* 0: descriptor not in use */
+    _Atomic uint8_t has_aligned; /* an interior (aligned) pointer was handed out */
+    bool full;              /* on the heap's full list, not its partial list */
+    /* shared */
+    _Atomic(struct hak_heap *) owner;   /* NULL: abandoned */
+    _Atomic(void *) remote_head;
+    _Atomic uint32_t remote_pending;
+    /* list links: the owner's partial/full list, or the abandoned list */
+    struct hak_slab *next;
+    struct hak_slab *prev;
+    struct hak_superslab *ss;
+};
+
+struct hak_superslab {
+    uint64_t magic;
+    struct hak_superslab *next;     /* all mapped superslabs (pool lock) */
+    struct hak_superslab *prev;
+    _Atomic uint64_t active;
+    uint32_t free_units;            /* pool lock */
+    bool cached;                    /* empty and parked in the superslab cache */
+    uint8_t unit_slab[HAK_UNITS];   /* first unit of the slab covering a unit */
+    struct hak_slab slabs[HAK_UNITS];
+};
+
+/* Thread cache of one class: a bounded singly linked list of free blocks of
+ * slabs this heap owns. Blocks on it count as `used` in their slab. */
+struct hak_tcache {
+    void *head;
+    uint32_t count;
+    uint32_t limit;
+};
+
+struct hak_slab_list {
+    struct hak_slab *head;
+};
+
+struct hak_heap {
+    struct hak_tcache tc[HAK_CLASSES];
+    struct hak_slab_list partial[HAK_CLASSES]; /* may have free blocks; head is current */
+    struct hak_slab_list full[HAK_CLASSES];    /* had none at last look */
+    uint64_t serial;
+    struct hak_heap *next;  /* heap list (heap lock) */
+    struct hak_heap *prev;
+};
+
+/* ---- size classes (size_class.c) ---- */
+extern const uint32_t hak_class_size[HAK_CLASSES];
+extern const uint8_t hak_class_units[HAK_CLASSES];
+extern const uint16_t hak_class_tcache_limit[HAK_CLASSES];
+
+/* Classes: 16..128 step 16, then four steps per power of two up to 64 KiB. */
+static inline int hak_class_of(size_t size)
+{
+    if (size <= 128)
+        return size == 0 ? 0 : (int)((size + 15) >> 4) - 1;
+    size_t s = size - 1;
+    int e = 63 - __builtin_clzl(s);
+    return 8 + (e - 7) * 4 + (int)((s >> (e - 2)) - 4);
+}
+
+/* ---- registry (registry.c) ---- */
+extern _Atomic uint8_t hak_registry_map[(size_t)1 << (47 - HAK_SS_SHIFT)];
+void hak_registry_set(uintptr_t ss, bool owned);
+
+static inline struct hak_superslab *hak_superslab_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (HAK_UNLIKELY((a >> 47) != 0))
+        return NULL;
+    if (!atomic_load_explicit(&hak_registry_map[a >> HAK_SS_SHIFT], memory_order_acquire))
+        return NULL;
+    return (struct hak_superslab *)(a & ~(HAK_SS_SIZE - 1));
+}
+
+/* Slab covering p, or NULL when p lies in the header or a free unit. */
+static inline struct hak_slab *hak_slab_in(struct hak_superslab *ss, const void *p)
+{
+    uintptr_t unit = ((uintptr_t)p - (uintptr_t)ss) >> HAK_UNIT_SHIFT;
+    uint8_t first = ss->unit_slab[unit];
+    if (HAK_UNLIKELY(first == HAK_UNIT_FREE))
+        return NULL;
+    struct hak_slab *slab = &ss->slabs[first];
+    if (HAK_UNLIKELY((uintptr_t)p < slab->start))
+        return NULL;
+    return slab;
+}
+
+static inline uint32_t hak_block_index(const struct hak_slab *slab, uintptr_t p)
+{
+    return (uint32_t)(((uint64_t)(p - slab->start) * slab->div_mul) >> 40);
+}
+
+/* The one USER -> BASE conversion for slab blocks. */
+static inline uintptr_t hak_block_base(const struct hak_slab *slab, uintptr_t user)
+{
+    return slab->start + (uintptr_t)hak_block_index(slab, user) * slab->block_size;
+}
+
+/* USER -> BASE as the free path does it: only slabs that handed out an
+ * aligned interior pointer need the division. */
+static inline uintptr_t hak_user_to_base(const struct hak_slab *slab, uintptr_t user)
+{
+    if (HAK_UNLIKELY(atomic_load_explicit(&slab->has_aligned, memory_order_relaxed)))
+        return hak_block_base(slab, user);
+    return user;
+}
+
+/* ---- free-list links inside free blocks (kept poisoned under ASan) ---- */
+static inline void *hak_next_get(void *block)
+{
+    hak_unpoison(block, sizeof(void *));
+    void *next = *(void **)block;
+    hak_poison(block, sizeof(void *));
+    return next;
+}
+
+static inline void hak_next_set(void *block, void *next)
+{
+    hak_unpoison(block, sizeof(void *));
+    *(void **)block = next;
+    hak_poison(block, sizeof(void *));
+}
+
+/* ---- os.c ---- */
+void *hak_os_map(size_t size);
+void *hak_os_map_aligned(size_t size, size_t align);
+void hak_os_unmap(void *p, size_t size);
+
+/* ---- locks.c: the global locks, taken in this order ---- */
+void hak_pool_lock(void);
+void hak_pool_unlock(void);
+void hak_heaps_lock(void);
+void hak_heaps_unlock(void);
+
+/* ---- superslab.c: the shared slab pool ---- */
+struct hak_slab *hak_pool_take_slab(int size_class);
+void hak_pool_return_slab(struct hak_slab *slab);
+extern struct hak_superslab *hak_superslabs;  /* pool lock */
+void hak_pool_stats(uint64_t *mapped, uint64_t *cached);
+uintptr_t hak_superslab_header_bytes(void);
+
+/* ---- slab.c ---- */
+void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned first_unit,
+                     unsigned units, int size_class);
+uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **head, void **tail);
+void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t n);
+
+/* ---- remote.c ---- */
+void hak_remote_push(struct hak_slab *slab, void *block);
+uint32_t hak_remote_drain(struct hak_slab *slab);
+
+/* ---- heap.c: thread heaps, caches, ownership ---- */
+extern HAK_TLS struct hak_heap *hak_tl_heap;
+extern struct hak_heap hak_heap_empty;
+extern struct hak_heap *hak_heaps;    /* heap lock */
+struct hak_heap *hak_heap_get(void);
+void *hak_tcache_refill(struct hak_heap *heap, int size_class);
+void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep);
+void hak_heap_flush_all(struct hak_heap *heap);
+void hak_heap_abandon(struct hak_heap *heap);
+void hak_heap_adopt_abandoned(struct hak_heap *heap, int size_class);
+void hak_heap_slab_emptied(struct hak_heap *heap, struct hak_slab *slab);
+void hak_heap_thread_exit(void *heap);
+uint64_t hak_abandoned_count(void);
+struct hak_slab *hak_abandoned_head(int size_class);
+
+static inline void hak_list_push(struct hak_slab_list *list, struct hak_slab *slab)
+{
+    slab->prev = NULL;
+    slab->next = list->head;
+    if (list->head)
+        list->head->prev = slab;
+    list->head = slab;
+}
+
+static inline void hak_list_remove(struct hak_slab_list *list, struct hak_slab *slab)
+{
+    if (slab->prev)
+        slab->prev->next = slab->next;
+    else
+        list->head = slab->next;
+    if (slab->next)
+        slab->next->prev = slab->prev;
+    slab->next = slab->prev = NULL;
+}
+
+/* ---- large.c ---- */
+void *hak_large_alloc(size_t size, size_t align, bool zero);
+bool hak_large_free(void *user);
+size_t hak_large_usable(const void *user);
+void *hak_large_realloc(void *user, size_t size);
+bool hak_large_info(const void *user, uintptr_t *map_base, size_t *map_size);
+void hak_large_stats(uint64_t *live, uint64_t *bytes, uint64_t *cached);
+int hak_large_check(char *msg, size_t cap, uintptr_t *where);
+void hak_large_lock(void);
+void hak_large_unlock(void);
+
+/* ---- init.c ---- */
+extern _Atomic int hak_initialised;
+void hak_init_slow(void);
+static inline void hak_ensure_init(void)
+{
+    if (HAK_UNLIKELY(!atomic_load_explicit(&hak_initialised, memory_order_acquire)))
+        hak_init_slow();
+}
+
+/* ---- report.c: misuse reports (double free, foreign pointer) ---- */
+void hak_report_misuse(const char *what, const void *ptr);
+
+/* ---- alloc.c: a block of one class, unpoisoned (shared with aligned.c) ---- */
+void *hak_alloc_class(int size_class);
+
+#endif

@@ -1,0 +1,113 @@
+/* One slab: its bump region, its local free list, and the batch moves between
+ * the slab and a thread cache. Owner thread only.
+ *
+ * Every move keeps the identities written in internal.h: a block leaving the
+ * slab (free list or bump region) adds to `used` and to its superslab's
+ * `active` in the same batch; a chain coming back subtracts from both.
+ */
+#include "internal.h"
+
+void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned first_unit,
+                     unsigned units, int size_class)
+{
+    uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first_unit << HAK_UNIT_SHIFT);
+    uintptr_t end = unit0 + ((uintptr_t)units << HAK_UNIT_SHIFT);
+    uintptr_t start = first_unit == 0 ? unit0 + hak_superslab_header_bytes() : unit0;
+    uint32_t bs = hak_class_size[size_class];
+    slab->free = NULL;
+    slab->free_len = 0;
+    slab->used = 0;
+    slab->carved = 0;
+    slab->capacity = (uint32_t)((end - start) / bs);
+    slab->block_size = bs;
+    slab->start = start;
+    slab->div_mul = (((uint64_t)1 << 40) / bs) + 1;
+    slab->size_class = (uint16_t)size_class;
+    slab->units = (uint8_t)units;
+    atomic_store_explicit(&slab->has_aligned, 0, memory_order_relaxed);
+    slab->full = false;
+    atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
+    atomic_store_explicit(&slab->remote_head, NULL, memory_order_relaxed);
+    atomic_store_explicit(&slab->remote_pending, 0, memory_order_relaxed);
+    slab->next = slab->prev = NULL;
+    slab->ss = ss;
+}
+
+/* Cuts up to `want` never-used blocks from the bump region, linked. */
+static uint32_t carve(struct hak_slab *slab, uint32_t want, void **head, void **tail)
+{
+    uint32_t n = slab->capacity - slab->carved;
+    if (n > want)
+        n = want;
+    if (n == 0)
+        return 0;
+    uint8_t *first = (uint8_t *)slab->start + (size_t)slab->carved * slab->block_size;
+    uint8_t *block = first;
+    for (uint32_t i = 1; i < n; i++) {
+        uint8_t *next = block + slab->block_size;
+        hak_next_set(block, next);
+        block = next;
+    }
+    hak_next_set(block, NULL);
+    slab->carved += n;
+    *head = first;
+    *tail = block;
+    return n;
+}
+
+/* Cuts up to `want` blocks off the local free list, linked. */
+static uint32_t take_free(struct hak_slab *slab, uint32_t want, void **head, void **tail)
+{
+    void *first = slab->free;
+    void *last = first;
+    uint32_t n = 0;
+    if (!first)
+        return 0;
+    for (n = 1; n < want; n++) {
+        void *next = hak_next_get(last);
+        if (!next)
+            break;
+        last = next;
+    }
+    slab->free = hak_next_get(last);
+    hak_next_set(last, NULL);
+    slab->free_len -= n;
+    *head = first;
+    *tail = last;
+    return n;
+}
+
+/* Takes up to `want` blocks for a thread cache: free list first (after
+ * draining remote frees into it when it is empty), then the bump region. The
+ * chain is linked head..tail; the count taken is returned. */
+uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **head, void **tail)
+{
+    if (!slab->free && atomic_load_explicit(&slab->remote_pending, memory_order_relaxed))
+        hak_remote_drain(slab);
+    uint32_t n = take_free(slab, want, head, tail);
+    if (n < want) {
+        void *chead, *ctail;
+        uint32_t c = carve(slab, want - n, &chead, &ctail);
+        if (c) {
+            if (n)
+                hak_next_set(*tail, chead);
+            else
+                *head = chead;
+            *tail = ctail;
+            n += c;
+        }
+    }
+    slab->used += n;
+    atomic_fetch_add_explicit(&slab->ss->active, n, memory_order_relaxed);
+    return n;
+}
+
+/* Returns a linked chain of n blocks of this slab to its local free list. */
+void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t n)
+{
+    hak_next_set(tail, slab->free);
+    slab->free = head;
+    slab->free_len += n;
+    slab->used -= n;
+    atomic_fetch_sub_explicit(&slab->ss->active, n, memory_order_relaxed);
+}

@@ -1,0 +1,170 @@
+/* The shared slab pool: 2 MiB superslabs carved into slabs of any class.
+ *
+ * All mapped superslabs sit on one list under the pool lock, those with free
+ * units at the front and full ones at the back, so a search for free units
+ * stops at the first full superslab. An emptied superslab is parked (cached)
+ * rather than unmapped, up to HAK_SS_CACHE_MAX of them, so steady churn does
+ * not turn into mmap/munmap pairs.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+struct hak_superslab *hak_superslabs;
+static unsigned cached_count;
+static uint64_t mapped_count;
+
+enum { HEADER_BYTES = (sizeof(struct hak_superslab) + 63) & ~(size_t)63 };
+
+static void list_unlink(struct hak_superslab *ss)
+{
+    if (ss->prev)
+        ss->prev->next = ss->next;
+    else
+        hak_superslabs = ss->next;
+    if (ss->next)
+        ss->next->prev = ss->prev;
+    ss->next = ss->prev = NULL;
+}
+
+static void list_push_front(struct hak_superslab *ss)
+{
+    ss->prev = NULL;
+    ss->next = hak_superslabs;
+    if (hak_superslabs)
+        hak_superslabs->prev = ss;
+    hak_superslabs = ss;
+}
+
+static void list_push_back(struct hak_superslab *ss)
+{
+    struct hak_superslab *tail = hak_superslabs;
+    if (!tail) {
+        list_push_front(ss);
+        return;
+    }
+    while (tail->next)
+        tail = tail->next;
+    tail->next = ss;
+    ss->prev = tail;
+    ss->next = NULL;
+}
+
+static struct hak_superslab *superslab_map(void)
+{
+    struct hak_superslab *ss = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
+    if (!ss)
+        return NULL;
+    ss->magic = HAK_SS_MAGIC;
+    atomic_init(&ss->active, 0);
+    ss->free_units = HAK_UNITS;
+    ss->cached = false;
+    memset(ss->unit_slab, HAK_UNIT_FREE, sizeof ss->unit_slab);
+    hak_poison((uint8_t *)ss + HEADER_BYTES, HAK_SS_SIZE - HEADER_BYTES);
+    hak_registry_set((uintptr_t)ss, true);
+    mapped_count++;
+    list_push_front(ss);
+    return ss;
+}
+
+static void superslab_unmap(struct hak_superslab *ss)
+{
+    list_unlink(ss);
+    hak_registry_set((uintptr_t)ss, false);
+    mapped_count--;
+    hak_unpoison(ss, HAK_SS_SIZE);
+    hak_os_unmap(ss, HAK_SS_SIZE);
+}
+
+/* First run of `units` free units in ss, or -1. */
+static int find_units(const struct hak_superslab *ss, unsigned units)
+{
+    unsigned run = 0;
+    for (unsigned u = 0; u < HAK_UNITS; u++) {
+        run = ss->unit_slab[u] == HAK_UNIT_FREE ? run + 1 : 0;
+        if (run == units)
+            return (int)(u + 1 - units);
+    }
+    return -1;
+}
+
+static struct hak_slab *carve_slab(struct hak_superslab *ss, unsigned first, int size_class)
+{
+    unsigned units = hak_class_units[size_class];
+    if (ss->cached) {
+        ss->cached = false;
+        cached_count--;
+    }
+    for (unsigned u = first; u < first + units; u++)
+        ss->unit_slab[u] = (uint8_t)first;
+    ss->free_units -= units;
+    if (ss->free_units == 0) {
+        list_unlink(ss);
+        list_push_back(ss);
+    }
+    struct hak_slab *slab = &ss->slabs[first];
+    hak_slab_format(slab, ss, first, units, size_class);
+    return slab;
+}
+
+struct hak_slab *hak_pool_take_slab(int size_class)
+{
+    unsigned units = hak_class_units[size_class];
+    struct hak_slab *slab = NULL;
+    hak_pool_lock();
+    for (struct hak_superslab *ss = hak_superslabs; ss && ss->free_units; ss = ss->next) {
+        int first = ss->free_units >= units ? find_units(ss, units) : -1;
+        if (first >= 0) {
+            slab = carve_slab(ss, (unsigned)first, size_class);
+            break;
+        }
+    }
+    if (!slab) {
+        struct hak_superslab *ss = superslab_map();
+        if (ss)
+            slab = carve_slab(ss, 0, size_class);
+    }
+    hak_pool_unlock();
+    return slab;
+}
+
+/* The slab must hold no block: used == 0 and nothing pending remotely. */
+void hak_pool_return_slab(struct hak_slab *slab)
+{
+    struct hak_superslab *ss = slab->ss;
+    unsigned first = (unsigned)(slab - ss->slabs);
+    uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first << HAK_UNIT_SHIFT);
+    uintptr_t end = unit0 + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
+    hak_pool_lock();
+    for (unsigned u = first; u < first + slab->units; u++)
+        ss->unit_slab[u] = HAK_UNIT_FREE;
+    ss->free_units += slab->units;
+    hak_poison((void *)slab->start, end - slab->start);
+    slab->units = 0;
+    atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
+    if (ss->free_units == HAK_UNITS) {
+        if (cached_count < HAK_SS_CACHE_MAX) {
+            ss->cached = true;
+            cached_count++;
+        } else {
+            superslab_unmap(ss);
+            ss = NULL;
+        }
+    }
+    if (ss && ss->prev) {
+        list_unlink(ss);
+        list_push_front(ss);
+    }
+    hak_pool_unlock();
+}
+
+void hak_pool_stats(uint64_t *mapped, uint64_t *cached)
+{
+    *mapped = mapped_count;
+    *cached = cached_count;
+}
+
+uintptr_t hak_superslab_header_bytes(void)
+{
+    return HEADER_BYTES;
+}
