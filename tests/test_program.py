@@ -1,0 +1,167 @@
+"""Op programs: binary/text round trips, decoder totality, C and Python decoders agree,
+every size region and class edge is reachable, malformed text is named precisely."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import program as prog
+from harness.binding import c_decode, load
+from harness.program import Op, Program, ProgramError
+
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _as_tuples(p: Program) -> list[tuple]:
+    out = []
+    for o in p.ops:
+        aux = o.count if o.op == "calloc" else o.align
+        out.append((prog.OPCODES.index(o.op), o.thread, o.slot, o.size, aux))
+    return out
+
+
+@given(st.binary(max_size=400))
+@SETTINGS
+def test_decoder_total_and_canonical(data: bytes) -> None:
+    p = prog.decode(data)
+    assert 1 <= p.threads <= prog.MAX_THREADS
+    assert len(p) == max(0, len(data) - 1) // prog.RECORD
+    canon = prog.encode(p)
+    assert prog.decode(canon) == p
+    assert prog.encode(prog.decode(canon)) == canon
+    text = prog.to_text(p)
+    assert prog.from_text(text) == p
+    assert prog.to_text(prog.from_text(text)) == text
+
+
+@given(st.integers(0, 10**6))
+@settings(max_examples=50, deadline=None)
+def test_random_programs_round_trip(seed: int) -> None:
+    p = prog.random_program(seed, 60, threads=1 + seed % 8)
+    assert prog.decode(prog.encode(p)) == p
+    assert prog.from_text(prog.to_text(p)) == p
+    assert prog.encode(prog.from_text(prog.to_text(p))) == prog.encode(p)
+
+
+def test_empty_and_partial_inputs() -> None:
+    assert prog.decode(b"") == Program(1, ())
+    assert prog.decode(b"\x03") == Program(4, ())
+    assert len(prog.decode(b"\x00" + bytes(8 * 3 + 7))) == 3  # trailing partial record ignored
+    assert prog.encode(Program(1, ())) == b"\x00"
+
+
+def test_deleting_any_op_keeps_a_valid_program() -> None:
+    p = prog.random_program(5, 30, threads=3)
+    data = prog.encode(p)
+    for i in range(len(p)):
+        cut = data[:1 + 8 * i] + data[1 + 8 * (i + 1):]
+        q = prog.decode(cut)
+        assert q.ops == p.ops[:i] + p.ops[i + 1:]
+
+
+@pytest.fixture(scope="module")
+def release_lib(built):
+    return load(built("release").lib)
+
+
+@given(data=st.binary(max_size=300))
+@SETTINGS
+def test_c_and_python_decoders_agree(release_lib, data: bytes) -> None:
+    threads, ops = c_decode(release_lib, data)
+    p = prog.decode(data)
+    assert threads == p.threads
+    assert ops == _as_tuples(p)
+
+
+def test_sizes_reach_every_region_and_class_edge(release_lib) -> None:
+    classes = release_lib.class_sizes()
+    assert classes, "hak_class_block_size reports no classes"
+    for c in classes:
+        for s in (c - 1, c, c + 1):
+            sel, v0, v1, v2 = prog.encode_size(s)
+            assert prog.decode_size(sel, v0, v1, v2) == s
+    # the edge selector alone (what fuzzers hit) covers every class edge +-1
+    edge = {prog.decode_size(2, v0, v1, v2) for v0 in range(21) for v1 in range(4)
+            for v2 in range(3)}
+    for c in classes:
+        assert {c - 1, c, c + 1} <= edge, c
+    regions = {0: 0, 1: 0, 3: 0, 4: 0, 6: 0, 7: 0}
+    for sel in regions:
+        sizes = [prog.decode_size(sel, b, b * 7 % 256, b * 13 % 256) for b in range(256)]
+        regions[sel] = max(sizes)
+    assert regions[0] == 0 and regions[1] <= 1024 and regions[3] <= 65536
+    assert regions[4] > 4 << 20
+    assert min(prog.decode_size(6, b, 0, 0) for b in range(256)) >= prog.IMPOSSIBLE_MIN
+    assert min(prog.decode_size(7, b, 0, 0) for b in range(256)) >= prog.IMPOSSIBLE_MIN
+    aligns = {prog.decode(bytes([0, 3, 0, 0, 1, 0, 0, 0, a])).ops[0].align for a in range(256)}
+    assert aligns == {1 << k for k in range(21)}
+
+
+def test_text_form_is_readable() -> None:
+    p = Program(2, (Op("malloc", 0, 3, 48), Op("calloc", 1, 4, 24, count=2),
+                    Op("aligned_alloc", 0, 5, 100, align=4096), Op("free", 1, 3),
+                    Op("barrier"), Op("thread_exit", 1), Op("flush", 0),
+                    Op("realloc", 0, 5, prog.SIZE_MAX)))
+    text = prog.to_text(p)
+    doc = json.loads(text)
+    assert doc["version"] == 1 and doc["threads"] == 2
+    assert doc["ops"][0] == {"op": "malloc", "thread": 0, "slot": 3, "size": 48}
+    assert doc["ops"][4] == {"op": "barrier"}
+    assert len(text.splitlines()) == len(p) + 2  # one op per line
+    assert prog.from_text(text) == p
+
+
+BAD = [
+    ('{"version": 2, "threads": 1, "ops": []}', None, "version"),
+    ('{"version": 1, "threads": 9, "ops": []}', None, "threads"),
+    ('{"version": 1, "threads": 1, "ops": {}}', None, "ops"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "malloc", "thread": 0, "slot": 1, "size": 8},'
+     ' {"op": "mallok", "thread": 0}]}', 1, "op"),
+    ('{"version": 1, "threads": 2, "ops": [{"op": "free", "thread": 2, "slot": 1}]}', 0, "thread"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "free", "thread": 0, "slot": 64}]}', 0, "slot"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "malloc", "thread": 0, "slot": 1}]}', 0, "size"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "malloc", "thread": 0, "slot": 1, '
+     '"size": 1073741824}]}', 0, "size"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "malloc", "thread": 0, "slot": 1, '
+     '"size": "8"}]}', 0, "size"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "aligned_alloc", "thread": 0, "slot": 1, '
+     '"size": 8, "align": 24}]}', 0, "align"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "calloc", "thread": 0, "slot": 1, '
+     '"size": 8, "count": 9}]}', 0, "count"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "free", "thread": 0, "slot": 1, "sz": 1}]}',
+     0, "sz"),
+]
+
+
+@pytest.mark.parametrize("text,index,field", BAD)
+def test_malformed_text_names_file_op_and_field(tmp_path, text, index, field) -> None:
+    f = tmp_path / "bad.json"
+    f.write_text(text)
+    with pytest.raises(ProgramError) as e:
+        prog.load(f)
+    assert e.value.index == index
+    assert e.value.field == field
+    assert str(f) in str(e.value)
+    if index is not None:
+        assert f"op {index}" in str(e.value)
+    assert e.value.exit_code == 2
+
+
+def test_not_json(tmp_path) -> None:
+    f = tmp_path / "x.json"
+    f.write_text("{nope")
+    with pytest.raises(ProgramError, match="not JSON"):
+        prog.load(f)
+
+
+def test_save_load_both_forms(tmp_path) -> None:
+    p = prog.random_program(11, 40, threads=3)
+    prog.save(p, tmp_path / "p.json")
+    prog.save(p, tmp_path / "p.bin")
+    assert prog.load(tmp_path / "p.json") == p
+    assert prog.load(tmp_path / "p.bin") == p
