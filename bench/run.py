@@ -653,9 +653,8 @@ def measure(args, allocs: list[Allocator], benches: list[str], status: int) -> i
                 r["rep"] = rep + 1
                 runs.append(r)
                 bar.update(1)
-                if bar.disable:
-                    print(f"rep {rep + 1} {a.name:<9} {r['line'].rsplit(' malloc_so=', 1)[0]} "
-                          f"maxrss={r['maxrss_mib']:.1f}MiB", flush=True)
+                bar.write(f"rep {rep + 1} {a.name:<9} {r['line'].rsplit(' malloc_so=', 1)[0]} "
+                          f"maxrss={r['maxrss_mib']:.1f}MiB")
     bar.close()
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.require_hakmem and not any(r["allocator"] == "hakmem" for r in runs):
