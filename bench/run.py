@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -130,7 +130,8 @@ def build(cc: str, names: list[str], log=print) -> None:
     cc_path = shutil.which(cc)
     if cc_path is None:
         raise SystemExit(f"error: compiler '{cc}' not found (set CC or --cc)")
-    cc_id = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    cc_id = subprocess.run([cc, "--version"], capture_output=True,
+                           text=True).stdout.splitlines()[:1]
     for name in names:
         src = SRC / f"{name}.c"
         out = BIN / name
@@ -355,7 +356,8 @@ def render_md(summary: dict, allocs: list[Allocator], meta: dict, errors: list[s
         if a.variant and a.variant != "none":
             warn = "" if a.variant == "release" else " — **WARNING: not the release build**"
             L.append(f"{a.name}: hak_build_variant() = `{a.variant}`{warn} "
-                     f"({a.source or a.lib}, sha256 {lib_identity(a.lib).get('lib_sha256', '?')[:16]})  ")
+                     f"({a.source or a.lib}, "
+                     f"sha256 {lib_identity(a.lib).get('lib_sha256', '?')[:16]})  ")
     L.append("")
     # overview
     L.append("## Ratio to glibc (median ops/s)")
@@ -367,7 +369,10 @@ def render_md(summary: dict, allocs: list[Allocator], meta: dict, errors: list[s
         cells = []
         for n in shown:
             r = rows.get(n)
-            cells.append("—" if not r else (f"{r['ratio']:.2f}" if r["ratio"] else fmt_ops(r["median"])))
+            if not r:
+                cells.append("—")
+            else:
+                cells.append(f"{r['ratio']:.2f}" if r["ratio"] else fmt_ops(r["median"]))
         L.append(f"| {b} | " + " | ".join(cells) + " |")
     L.append("")
     for b, rows in summary.items():
@@ -501,8 +506,12 @@ def do_strace(args, allocs: list[Allocator], benches: list[str]) -> int:
             try:
                 kv = verify(a, b, args.timeout)
                 base = dict(args.params.get(b, {}))
-                c1 = strace_counts(a, [str(BIN / b)] + [f"{k}={v}" for k, v in {**base, bench.scale: n}.items()], args.timeout)
-                c4 = strace_counts(a, [str(BIN / b)] + [f"{k}={v}" for k, v in {**base, bench.scale: 4 * n}.items()], args.timeout)
+                def argv_for(units: int) -> list[str]:
+                    ps = {**base, bench.scale: units}
+                    return [str(BIN / b)] + [f"{k}={v}" for k, v in ps.items()]
+
+                c1 = strace_counts(a, argv_for(n), args.timeout)
+                c4 = strace_counts(a, argv_for(4 * n), args.timeout)
             except VerifyError as e:
                 print(f"ERROR: {e}", file=sys.stderr)
                 status = 1
@@ -523,7 +532,8 @@ def do_strace(args, allocs: list[Allocator], benches: list[str]) -> int:
                       f"({t4 - t1:+d} syscalls for {extra} extra {bench.scale})")
             else:
                 print(f"verdict: NOT flat -- {t4 - t1} more syscalls for {extra} extra "
-                      f"{bench.scale} ({(t4 - t1) / extra:.4f} per {bench.scale[:-1] or bench.scale})")
+                      f"{bench.scale} ({(t4 - t1) / extra:.4f} per "
+                      f"{bench.scale[:-1] or bench.scale})")
     return status
 
 
@@ -533,7 +543,8 @@ def parse_params(items: list[str]) -> dict:
     for it in items or []:
         m = re.fullmatch(r"(\w+):(\w+)=(\S+)", it)
         if not m or m.group(1) not in BENCH_BY_NAME:
-            raise SystemExit(f"error: bad --param '{it}' (expected BENCH:KEY=VALUE, e.g. mixed:steps=1000000)")
+            raise SystemExit(f"error: bad --param '{it}' "
+                             "(expected BENCH:KEY=VALUE, e.g. mixed:steps=1000000)")
         out.setdefault(m.group(1), {})[m.group(2)] = m.group(3)
     return out
 
@@ -578,7 +589,8 @@ def main(argv=None) -> int:
                     "(default per benchmark, e.g. mixed steps=1000000)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is "
                     "killed (default 300)")
-    ap.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler (default $CC or cc)")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"),
+                    help="C compiler (default $CC or cc)")
     ap.add_argument("--build-only", action="store_true", help="build the programs and exit")
     args = ap.parse_args(argv)
     args.params = parse_params(args.param)
