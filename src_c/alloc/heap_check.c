@@ -44,8 +44,11 @@ static uint32_t walk_chain(struct walk *w, const struct hak_slab *slab, void *he
     for (void *b = head; b && (!only_this_slab || steps--); b = hak_next_get(b)) {
         uintptr_t a = (uintptr_t)b;
         bool inside = a >= slab->start && a < end;
-        if (only_this_slab && !inside)
+        if (only_this_slab && !inside) {
+            if (!hak_superslab_of(b))
+                break; /* not followed: check_thread_cache reports it */
             continue;
+        }
         if (!inside) {
             fail(w, a, "slab %#lx (class %u): %s holds %#lx, outside its carved blocks",
                  (unsigned long)slab->start, slab->size_class, what, (unsigned long)a);

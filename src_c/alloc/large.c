@@ -161,10 +161,11 @@ static void write_header(uintptr_t user, uintptr_t map_base, size_t map_size)
 }
 
 /* Span to map for `size` usable bytes at `align`: the header, the worst-case
- * alignment padding beyond page alignment, rounded to pages. 0: too big. */
+ * padding from the (page-aligned) mapping to an aligned USER, rounded to
+ * pages. 0: too big. */
 static size_t span_for(size_t size, size_t align)
 {
-    size_t pad = align > PAGE ? align : 0;
+    size_t pad = align > HAK_ALIGN ? align : 0;
     size_t span;
     if (__builtin_add_overflow(size, (size_t)HAK_LARGE_HEADER + pad + PAGE - 1, &span) ||
         span > PTRDIFF_MAX)
