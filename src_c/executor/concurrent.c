@@ -9,7 +9,10 @@
  * than pthread_barrier_t: after a failure the other threads must not wait for a
  * thread that stopped. Each thread ends with an implicit final barrier (the end
  * quiescent point). A thread_exit ends the OS thread; the rest of that program
- * thread runs on a fresh one, which the exiting thread starts. */
+ * thread runs on a fresh one. A driver thread per program thread (which never
+ * calls the allocator) starts each OS thread and joins it before starting the
+ * next, so an exiting thread's TLS destructors have finished before its
+ * successor reaches a barrier: quiescent points stay quiescent. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,8 +24,8 @@ struct hx_cc;
 struct hx_seg {
     struct hx_cc *cc;
     int t;
-    pthread_t th;
-    struct hx_seg *next; /* successor segment (after a thread_exit) */
+    pthread_t driver;
+    bool exited; /* the OS thread ended at a thread_exit op: start a fresh one */
 };
 
 struct hx_cc {
@@ -87,21 +90,10 @@ static void *body(void *arg)
             if (!quiescent(cc, t, (int64_t)i))
                 return NULL;
             break;
-        case HAKX_OP_THREAD_EXIT: {
+        case HAKX_OP_THREAD_EXIT:
             cc->k[t]++;
-            struct hx_seg *nx = calloc(1, sizeof *nx);
-            if (nx) {
-                nx->cc = cc;
-                nx->t = t;
-            }
-            if (!nx || pthread_create(&nx->th, NULL, body, nx)) {
-                hx_error(r, "cannot start a fresh thread after thread_exit (op %zu)", i);
-                free(nx);
-                return NULL;
-            }
-            seg->next = nx;
+            seg->exited = true;
             return NULL;
-        }
         case HAKX_OP_FLUSH:
             if (r->tg->hakmem)
                 hak_flush_thread();
@@ -120,6 +112,21 @@ static void *body(void *arg)
     }
     if (!hx_failed(r))
         quiescent(cc, t, -1);
+    return NULL;
+}
+
+static void *driver(void *arg)
+{
+    struct hx_seg *seg = arg;
+    do {
+        pthread_t th;
+        seg->exited = false;
+        if (pthread_create(&th, NULL, body, seg)) {
+            hx_error(seg->cc->r, "pthread_create failed for thread %d", seg->t);
+            return NULL;
+        }
+        pthread_join(th, NULL);
+    } while (seg->exited && !hx_failed(seg->cc->r));
     return NULL;
 }
 
@@ -150,20 +157,13 @@ void hx_run_concurrent(struct hx_run *r)
     for (; started < r->nthreads; started++) {
         first[started].cc = cc;
         first[started].t = (int)started;
-        if (pthread_create(&first[started].th, NULL, body, &first[started])) {
+        if (pthread_create(&first[started].driver, NULL, driver, &first[started])) {
             hx_error(r, "pthread_create failed for thread %u", started);
             break;
         }
     }
-    for (unsigned t = 0; t < started; t++) {
-        pthread_join(first[t].th, NULL);
-        for (struct hx_seg *s = first[t].next; s;) {
-            pthread_join(s->th, NULL);
-            struct hx_seg *nx = s->next;
-            free(s);
-            s = nx;
-        }
-    }
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(first[t].driver, NULL);
     if (!hx_failed(r))
         hx_cleanup(r);
     if (r->whitebox && !hx_failed(r))

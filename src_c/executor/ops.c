@@ -227,7 +227,8 @@ static void realloc_op(struct hx_run *r, size_t i, int t, const struct hakx_op *
             return;
         }
     }
-    admit(r, i, t, o->slot, q, o->size, 0, false);
+    /* In place, an aligned block stays aligned (its user pointer may be interior). */
+    admit(r, i, t, o->slot, q, o->size, q == old.p ? old.align : 0, false);
 }
 
 void hx_exec(struct hx_run *r, size_t i, int t)
