@@ -71,7 +71,7 @@ class Outcome:
 
     @property
     def kind(self) -> str:
-        """``pass``, ``check``, ``sanitizer``, ``signal``, ``timeout``, ``executor`` or ``child``."""
+        """``pass``, ``check``, ``sanitizer``, ``signal``, ``timeout``, ``executor``, ``child``."""
         if self.name in ("pass", "timeout", "executor"):
             return self.name
         head = self.name.split(":", 1)[0]

@@ -1,5 +1,6 @@
-"""Replay one program: ``python -m harness.run PROGRAM.json --build asan [--mode lockstep|concurrent]
-[--target PATH --prefix P] [--inject NAME] [--repeats N] [--timeout S] [--no-whitebox] [--json]``.
+"""Replay one program: ``python -m harness.run PROGRAM.json --build asan
+[--mode lockstep|concurrent] [--target PATH --prefix P] [--inject NAME] [--repeats N]
+[--timeout S] [--no-whitebox] [--json]``.
 
 Runs the program in a fresh child process on the build (built if needed) and prints
 the outcome. Exit status: 0 pass, 1 a finding (check, sanitizer, signal, timeout),

@@ -210,6 +210,7 @@ def test_cli_exit_codes(tmp_path, release) -> None:
     bad.write_text('{"version": 1, "threads": 1, "ops": [{"op": "free", "thread": 0, '
                    '"slot": 99}]}')
     r = _run_cli(str(bad))
-    assert r.returncode == 2 and "op 0" in r.stderr and "'slot'" in r.stderr and "bad.json" in r.stderr
+    assert r.returncode == 2 and "op 0" in r.stderr and "'slot'" in r.stderr
+    assert "bad.json" in r.stderr
     r = _run_cli(str(good), "--target", "libc.so.6", "--prefix", "", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["name"] == "pass"
