@@ -133,6 +133,23 @@ def case_aligned_alloc(alloc: Allocator) -> None:
     assert lib.hak_aligned_alloc(1 << 20, 2**63) == ffi.NULL and ffi.errno == ENOMEM
 
 
+def case_aligned_zero_size_stays_in_its_block(alloc: Allocator) -> None:
+    """aligned_alloc(A, 0) must not hand out the next block's BASE (found by the stress)."""
+    lib = alloc.lib
+    for align in (32, 64, 128, 256):
+        blocks = [lib.hak_aligned_alloc(align, 0) for _ in range(200)]
+        for p in blocks:
+            info = alloc.block_info(p)
+            assert info.base <= info.user < info.base + info.block_size, (
+                f"aligned_alloc({align}, 0) = {info.user:#x} outside its block "
+                f"[{info.base:#x}, +{info.block_size})")
+        assert len({addr(alloc, p) for p in blocks}) == len(blocks), "a pointer handed out twice"
+        for p in blocks:
+            lib.hak_free(p)
+        ok, msg = alloc.heap_check()
+        assert ok, msg
+
+
 def case_usable_size_of_foreign(alloc: Allocator) -> None:
     buf = alloc.ffi.new("char[64]")
     assert alloc.lib.hak_usable_size(alloc.ffi.NULL) == 0

@@ -31,8 +31,16 @@ uint32_t hak_remote_drain(struct hak_slab *slab)
         return 0;
     uint32_t n = 1;
     void *tail = head;
-    for (void *next; (next = hak_next_get(tail)) != NULL; tail = next)
+    for (void *next; (next = hak_next_get(tail)) != NULL; tail = next) {
+        if (HAK_UNLIKELY(n == slab->capacity)) {
+            /* More blocks than the slab has: a block was freed twice and the
+             * list loops. Cut it rather than spin forever. */
+            hak_report_misuse("remote-free list longer than its slab (double free)", next);
+            hak_next_set(tail, NULL);
+            break;
+        }
         n++;
+    }
     atomic_fetch_sub_explicit(&slab->remote_pending, n, memory_order_relaxed);
     hak_slab_put_chain(slab, head, tail, n);
     return n;
