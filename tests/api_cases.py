@@ -123,7 +123,7 @@ def case_aligned_alloc(alloc: Allocator) -> None:
         for size in (1, 100, 4000, 70000, 2 << 20):
             p = lib.hak_aligned_alloc(align, size)
             assert p != ffi.NULL, f"aligned_alloc({align}, {size}) returned NULL"
-            assert addr(alloc, p) % max(align, 16) == 0, f"aligned_alloc({align}, {size}) misaligned"
+            assert addr(alloc, p) % max(align, 16) == 0, f"aligned_alloc({align}, {size}) = {p}"
             assert lib.hak_usable_size(p) >= size
             fill(alloc, p, size, 0x77)
             live.append(p)
