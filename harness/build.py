@@ -86,7 +86,10 @@ BASE_CFLAGS: tuple[str, ...] = (
     # An unguarded `#define HAK_INJECT_X 0` in inject.h would silently undo -DHAK_INJECT_X=1.
     "-Werror=macro-redefined",
 )
-BASE_LDFLAGS: tuple[str, ...] = ("-shared", "-fPIC", "-pthread")
+#: -Bsymbolic-functions binds the library's own calls (malloc -> hak_malloc, executor ->
+#: hak_*) directly instead of through the PLT: the hak_* names are exported, so without it
+#: every drop-in malloc() paid an extra indirect jump.
+BASE_LDFLAGS: tuple[str, ...] = ("-shared", "-fPIC", "-pthread", "-Wl,-Bsymbolic-functions")
 
 LIB_NAME = "libhakmem.so"
 PRELOAD_NAME = "libhakmem_preload.so"
@@ -132,6 +135,9 @@ FORBIDDEN_IMPORTS: tuple[str, ...] = (
     "pvalloc",
     "malloc_usable_size",
 )
+
+#: Where fuzzing-only variant definitions live (loadable by name, not in VARIANTS).
+FUZZ_VARIANTS_DIR = "fuzz/variants"
 
 _CANONICAL_ORDER = ("release", "debug", "asan", "tsan", "ubsan")
 _INJECT_DEFINE = re.compile(r"^\s*#\s*define\s+HAK_INJECT_([A-Z0-9_]+)\s+0\b")
@@ -202,11 +208,15 @@ def load_variant(name: str, root: Path | None = None) -> VariantSpec:
     """Parses the definition of variant ``name``; UsageError (listing the valid ones) if unknown."""
     root = PROJECT_ROOT if root is None else Path(root)
     valid = variant_names(root)
-    if name not in valid:
-        raise UsageError(
-            f"unknown build variant {name!r}; valid variants: {', '.join(valid) or '(none)'}"
-        )
     path = _defs_dir(root) / f"{name}.toml"
+    if name not in valid:
+        # Fuzzing-only variants (coverage builds, harness/fuzz.py) live in fuzz/variants/
+        # and are not listed in VARIANTS.
+        path = root / FUZZ_VARIANTS_DIR / f"{name}.toml"
+        if not path.is_file():
+            raise UsageError(
+                f"unknown build variant {name!r}; valid variants: {', '.join(valid) or '(none)'}"
+            )
     text = path.read_text()
     try:
         data = tomllib.loads(text)

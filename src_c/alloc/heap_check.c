@@ -164,12 +164,14 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
     for (unsigned u = 0; u < HAK_UNITS; u++) {
         unsigned first = ss->unit_slab[u];
         if (first == HAK_UNIT_FREE) {
+            if (ss->slabs[u].lead != HAK_UNIT_FREE)
+                fail(w, a, "superslab %#lx: free unit %u has a lead slab", (unsigned long)a, u);
             free_units++;
             continue;
         }
         struct hak_slab *slab = &ss->slabs[first];
         if (first > u || !slab->units || u >= first + slab->units ||
-            ss->unit_slab[first] != first) {
+            ss->unit_slab[first] != first || ss->slabs[u].lead != first) {
             fail(w, a, "superslab %#lx: unit %u maps to slab %u, which does not cover it",
                  (unsigned long)a, u, first);
             return;

@@ -90,6 +90,10 @@ struct hak_slab {
     uintptr_t start;        /* address of block 0 */
     uint64_t div_mul;       /* 2^40 / block_size + 1: block index by multiply */
     uint16_t size_class;
+    uint8_t lead;           /* first unit of the slab covering this unit's slot,
+                             * HAK_UNIT_FREE if none: mirrors unit_slab[] so that
+                             * the free path finds a one-unit slab from the address
+                             * alone (this field sits in the descriptor it reads) */
     uint8_t units;          /* 0: descriptor not in use */
     _Atomic uint8_t has_aligned; /* an interior (aligned) pointer was handed out */
     bool full;              /* on the heap's full list, not its partial list */
@@ -164,14 +168,19 @@ static inline struct hak_superslab *hak_superslab_of(const void *p)
     return (struct hak_superslab *)(a & ~(HAK_SS_SIZE - 1));
 }
 
-/* Slab covering p, or NULL when p lies in the header or a free unit. */
+/* Slab covering p, or NULL when p lies in the header or a free unit. The
+ * descriptor address is computed from p; only units after the first of a
+ * multi-unit slab take a second (forwarding) load. */
 static inline struct hak_slab *hak_slab_in(struct hak_superslab *ss, const void *p)
 {
     uintptr_t unit = ((uintptr_t)p - (uintptr_t)ss) >> HAK_UNIT_SHIFT;
-    uint8_t first = ss->unit_slab[unit];
-    if (HAK_UNLIKELY(first == HAK_UNIT_FREE))
-        return NULL;
-    struct hak_slab *slab = &ss->slabs[first];
+    struct hak_slab *slab = &ss->slabs[unit];
+    uint8_t lead = slab->lead;
+    if (HAK_UNLIKELY(lead != unit)) {
+        if (lead == HAK_UNIT_FREE)
+            return NULL;
+        slab = &ss->slabs[lead];
+    }
     if (HAK_UNLIKELY((uintptr_t)p < slab->start))
         return NULL;
     return slab;

@@ -119,19 +119,34 @@ static void table_remove(struct large_entry *e)
     table_tombs++;
 }
 
-/* Smallest cached mapping of at least `need` bytes and at most twice that. */
+/* A cached mapping for `need` bytes: the smallest that fits (at most 4x the
+ * request, to bound waste), else the largest smaller one grown with mremap,
+ * which keeps its resident pages so only the new tail faults in. */
 static bool cache_take(size_t need, struct cached_map *out)
 {
-    int best = -1;
-    for (unsigned i = 0; i < cache_count; i++)
-        if (cache[i].size >= need && cache[i].size / 2 <= need &&
-            (best < 0 || cache[i].size < cache[best].size))
-            best = (int)i;
-    if (best < 0)
+    int fit = -1, grow = -1;
+    for (unsigned i = 0; i < cache_count; i++) {
+        size_t size = cache[i].size;
+        if (size >= need && size / 4 <= need && (fit < 0 || size < cache[fit].size))
+            fit = (int)i;
+        if (size < need && (grow < 0 || size > cache[grow].size))
+            grow = (int)i;
+    }
+    int pick = fit >= 0 ? fit : grow;
+    if (pick < 0)
         return false;
-    *out = cache[best];
-    cache[best] = cache[--cache_count];
-    cache_bytes -= out->size;
+    struct cached_map m = cache[pick];
+    cache[pick] = cache[--cache_count];
+    cache_bytes -= m.size;
+    if (m.size < need) {
+        void *moved = mremap((void *)m.base, m.size, need, MREMAP_MAYMOVE);
+        if (moved == MAP_FAILED) {
+            hak_os_unmap((void *)m.base, m.size);
+            return false;
+        }
+        m = (struct cached_map){(uintptr_t)moved, need};
+    }
+    *out = m;
     return true;
 }
 

@@ -60,6 +60,8 @@ static struct hak_superslab *superslab_map(void)
     ss->free_units = HAK_UNITS;
     ss->cached = false;
     memset(ss->unit_slab, HAK_UNIT_FREE, sizeof ss->unit_slab);
+    for (unsigned u = 0; u < HAK_UNITS; u++)
+        ss->slabs[u].lead = HAK_UNIT_FREE;
     hak_poison((uint8_t *)ss + HEADER_BYTES, HAK_SS_SIZE - HEADER_BYTES);
     hak_registry_set((uintptr_t)ss, true);
     mapped_count++;
@@ -96,7 +98,7 @@ static struct hak_slab *carve_slab(struct hak_superslab *ss, unsigned first, int
         cached_count--;
     }
     for (unsigned u = first; u < first + units; u++)
-        ss->unit_slab[u] = (uint8_t)first;
+        ss->unit_slab[u] = ss->slabs[u].lead = (uint8_t)first;
     ss->free_units -= units;
     if (ss->free_units == 0) {
         list_unlink(ss);
@@ -137,7 +139,7 @@ void hak_pool_return_slab(struct hak_slab *slab)
     uintptr_t end = unit0 + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
     hak_pool_lock();
     for (unsigned u = first; u < first + slab->units; u++)
-        ss->unit_slab[u] = HAK_UNIT_FREE;
+        ss->unit_slab[u] = ss->slabs[u].lead = HAK_UNIT_FREE;
     ss->free_units += slab->units;
     hak_poison((void *)slab->start, end - slab->start);
     slab->units = 0;
