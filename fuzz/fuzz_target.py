@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The atheris fuzz target: one libFuzzer input = one op program in binary form.
+
+Started by ``python -m harness.fuzz`` (never by hand, though it can be: see below). It is
+an executable file because libFuzzer's ``-fork``/``-minimize_crash`` re-execute argv[0].
+Configuration comes from the environment (set by harness.fuzz), so that every re-executed
+job sees the same target:
+
+    HAKMEM_FUZZ_LIB      libhakmem.so holding the executor (a coverage build when possible)
+    HAKMEM_FUZZ_MODE     lockstep | concurrent | mixed (mixed: bit 7 of byte 0 picks)
+    HAKMEM_FUZZ_THREADS  at most this many program threads (byte 0 is folded), 0 = any
+    HAKMEM_FUZZ_TARGET   optional foreign allocator (black-box), with HAKMEM_FUZZ_PREFIX
+    HAKMEM_FUZZ_WHITEBOX 1 (default) or 0
+
+A failed check raises :class:`CheckFailed` (libFuzzer records a crash input); sanitizer
+reports and signals are caught by libFuzzer directly. The library is dlopen()ed before
+``atheris.Setup`` so that its inline 8-bit counters register as native coverage.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import atheris  # noqa: E402
+
+from harness.binding import load, run_program  # noqa: E402
+from harness.fuzz import normalize  # noqa: E402
+
+
+class CheckFailed(Exception):
+    """A black-box or white-box check fired (the message is the verdict)."""
+
+
+LIB = load(os.environ["HAKMEM_FUZZ_LIB"])
+MODE = os.environ.get("HAKMEM_FUZZ_MODE", "lockstep")
+THREADS = int(os.environ.get("HAKMEM_FUZZ_THREADS", "0") or 0)
+TARGET = os.environ.get("HAKMEM_FUZZ_TARGET") or None
+PREFIX = os.environ.get("HAKMEM_FUZZ_PREFIX", "") if TARGET else None
+WHITEBOX = os.environ.get("HAKMEM_FUZZ_WHITEBOX", "1") == "1"
+
+
+def test_one_input(data: bytes) -> None:
+    data, mode = normalize(data, MODE, THREADS)
+    v = run_program(LIB, data, mode, TARGET, PREFIX, whitebox=WHITEBOX)
+    if v.status == "fail":
+        raise CheckFailed(f"check {v.check}: {v.message}")
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

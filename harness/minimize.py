@@ -1,0 +1,190 @@
+"""Minimize a crashing program while its signature holds.
+
+Choice of minimizer: a delta-debugging reduction (ddmin, Zeller & Hildebrandt 2002) over the
+*op list* of the decoded program, with a fresh-process replay
+(:func:`harness.triage.run_signature`) as the oracle. Why not the alternatives:
+
+* libFuzzer ``-minimize_crash=1`` shrinks raw bytes in-process and stops when the
+  sanitizer's dedup token changes: it knows nothing of our check failures (a check is a
+  Python exception, the same "crash" for every check), cannot keep our signature
+  (check name + allocator frames), and bytes are the wrong unit (deleting a byte shifts
+  every following 8-byte record; deleting a whole op is what keeps a program meaningful);
+* hypothesis's shrinker is excellent but internal (no public API shrinks a given value
+  under an arbitrary predicate; ``hypothesis.find`` generates from scratch), and its
+  choice sequences are tied to a strategy and version (RECIPES.md);
+* every op program decodes totally and an op on an empty/full slot is skipped, so any
+  subsequence of ops is a valid program: ddmin's only requirement. Each candidate runs in a
+  fresh process, so a candidate that segfaults or hangs costs one child, never the campaign.
+
+Passes, each kept only while the signature is unchanged, in the order DESIGN.md asks:
+
+1. cut the tail: after the failing op (the verdict's op index) or, for a crash, the shortest
+   reproducing prefix (binary search);
+2. ddmin over ops (chunks of n/2, n/4, ... down to single ops, repeated until no change);
+3. threads: fewest threads (ops folded onto thread ``t % k``), then all on thread 0;
+4. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8.
+
+Budget: ``max_runs`` replays and ``max_seconds``; the best program so far is returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from harness.corpus import Target
+from harness.program import Op, Program, representable
+from harness.triage import run_signature
+
+
+@dataclasses.dataclass
+class MinimizeResult:
+    program: Program
+    original_ops: int
+    runs: int
+    seconds: float
+    exhausted: bool  #: stopped by the budget, not by convergence
+
+
+class _Budget(Exception):
+    pass
+
+
+class _Oracle:
+    def __init__(self, test: Callable[[Program], bool], max_runs: int, max_seconds: float):
+        self.test = test
+        self.runs = 0
+        self.max_runs = max_runs
+        self.deadline = time.monotonic() + max_seconds
+        self.cache: dict[Program, bool] = {}
+
+    def __call__(self, p: Program) -> bool:
+        if p in self.cache:
+            return self.cache[p]
+        if self.runs >= self.max_runs or time.monotonic() > self.deadline:
+            raise _Budget
+        self.runs += 1
+        ok = self.test(p)
+        self.cache[p] = ok
+        return ok
+
+
+def _with_ops(p: Program, ops) -> Program:
+    return Program(p.threads, tuple(ops))
+
+
+def _tail(p: Program, ok: _Oracle, fail_index: int | None) -> Program:
+    if fail_index is not None and 0 <= fail_index < len(p.ops) - 1:
+        cand = _with_ops(p, p.ops[: fail_index + 1])
+        if ok(cand):
+            return cand
+    lo, hi = 0, len(p.ops)  # ops[:hi] reproduces
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(_with_ops(p, p.ops[:mid])):
+            hi = mid
+        else:
+            lo = mid + 1
+    return _with_ops(p, p.ops[:hi])
+
+
+def _ddmin(p: Program, ok: _Oracle) -> Program:
+    ops = list(p.ops)
+    n = 2
+    while len(ops) >= 1:
+        chunk = max(1, len(ops) // n)
+        removed = False
+        i = 0
+        while i < len(ops):
+            cand = ops[:i] + ops[i + chunk:]
+            if cand != ops and ok(_with_ops(p, cand)):
+                ops = cand
+                removed = True
+            else:
+                i += chunk
+        if removed:
+            n = max(n - 1, 2)
+            continue
+        if chunk == 1:
+            break
+        n = min(len(ops), n * 2)
+    return _with_ops(p, ops)
+
+
+def _fold(p: Program, k: int) -> Program:
+    ops = [dataclasses.replace(o, thread=o.thread % k) if o.op not in ("barrier",) else o
+           for o in p.ops]
+    return Program(k, tuple(ops))
+
+
+def _threads(p: Program, ok: _Oracle) -> Program:
+    for k in range(1, p.threads):
+        cand = _fold(p, k)
+        if ok(cand):
+            return cand
+    return p
+
+
+def _simplify(p: Program, ok: _Oracle) -> Program:
+    ops = list(p.ops)
+    for i, o in enumerate(ops):
+        if o.op in ("malloc", "calloc", "realloc", "aligned_alloc"):
+            for size in (16, 1, 0, o.size // 2):
+                if size >= o.size or not representable(size):
+                    continue
+                cand = ops[:i] + [dataclasses.replace(o, size=size)] + ops[i + 1:]
+                if ok(_with_ops(p, cand)):
+                    ops = cand
+                    o = ops[i]
+                    break
+        if o.op == "aligned_alloc":
+            for align in (16, 8):
+                if align < o.align:
+                    cand = ops[:i] + [dataclasses.replace(o, align=align)] + ops[i + 1:]
+                    if ok(_with_ops(p, cand)):
+                        ops = cand
+                        o = ops[i]
+                        break
+        if o.op == "calloc" and o.count > 1:
+            cand = ops[:i] + [dataclasses.replace(o, count=1)] + ops[i + 1:]
+            if ok(_with_ops(p, cand)):
+                ops = cand
+    return _with_ops(p, ops)
+
+
+def minimize_with(program: Program, test: Callable[[Program], bool], *,
+                  fail_index: int | None = None, max_runs: int = 400,
+                  max_seconds: float = 300.0) -> MinimizeResult:
+    """Minimizes ``program`` under predicate ``test`` (True: still the same bug)."""
+    start = time.monotonic()
+    ok = _Oracle(test, max_runs, max_seconds)
+    best = program
+    exhausted = False
+    try:
+        best = _tail(best, ok, fail_index)
+        prev = None
+        while prev != best:
+            prev = best
+            best = _ddmin(best, ok)
+        best = _threads(best, ok)
+        best = _simplify(best, ok)
+        best = _ddmin(best, ok)
+    except _Budget:
+        exhausted = True
+    return MinimizeResult(best, len(program.ops), ok.runs, time.monotonic() - start, exhausted)
+
+
+def minimize(program: Program, build, target: Target, mode: str, signature: str, *,
+             repeats: int = 1, fail_index: int | None = None, timeout: float = 20.0,
+             max_runs: int = 400, max_seconds: float = 300.0) -> MinimizeResult:
+    """Minimizes ``program`` while replaying it (fresh process) gives ``signature``."""
+
+    def test(p: Program) -> bool:
+        return run_signature(p, build, mode, target, repeats, timeout)[0] == signature
+
+    return minimize_with(program, test, fail_index=fail_index, max_runs=max_runs,
+                         max_seconds=max_seconds)
+
+
+__all__ = ["MinimizeResult", "minimize", "minimize_with", "Op"]
