@@ -1,5 +1,58 @@
-"""placeholder"""
+"""Fuzz campaigns: ``python -m harness.fuzz --build asan [options]``.
+
+Coverage-guided fuzzing of op programs (binary form) with atheris/libFuzzer, with native
+coverage of the allocator and the executor where the build allows it:
+
+* ``--build asan`` fuzzes the ``asan-cov`` build (fuzz/variants/asan-cov.toml:
+  ``-fsanitize=address,fuzzer-no-link``) under atheris's ``asan_with_fuzzer.so`` (RECIPES.md)
+  and replays/triages crashes on the plain ``asan`` build;
+* other builds (release, debug, tsan, ubsan) are fuzzed as they are: libFuzzer then sees only
+  Python-level coverage, and the campaign says so once, on stderr and in the report.
+
+The campaign never dies with its target: the atheris target (fuzz/fuzz_target.py) runs under
+libFuzzer's ``-fork=N -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1``, every job is a
+child process, and every crash/timeout/oom input is written by libFuzzer straight into the
+run's ``crashes/`` folder (``-artifact_prefix``) before the campaign looks at it. The corpus
+lives in ``campaigns/<key>/corpus`` (git-ignored) and a later campaign resumes from it.
+
+While fuzzing, a triage thread takes each new crash file: reproduce in fresh processes
+(harness.triage), signature, dedupe (regressions/ and this run), minimize
+(harness.minimize), write ``<regressions>/<slug>.json`` (harness.corpus). At the end:
+``report.md`` + ``progress.png`` (harness.report).
+
+Exit status: 0 no new distinct crash; 1 at least one new distinct crash; 2 usage, build or
+environment error (the message says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import PROJECT_ROOT
+
 MODES = ("lockstep", "concurrent", "mixed")
+FUZZ_DIR = PROJECT_ROOT / "fuzz"
+TARGET_SCRIPT = FUZZ_DIR / "fuzz_target.py"
+SEEDS = FUZZ_DIR / "seeds"
+DICT = FUZZ_DIR / "hakmem.dict"
+#: build -> coverage build fuzzed in its place (same sources and sanitizer + fuzzer-no-link)
+COVERAGE_BUILDS = {"asan": "asan-cov"}
+RECORD = 8
 
 
 def normalize(data: bytes, mode: str = "lockstep", threads: int = 0) -> tuple[bytes, str]:
@@ -13,3 +66,483 @@ def normalize(data: bytes, mode: str = "lockstep", threads: int = 0) -> tuple[by
     if threads and data:
         data = bytes([data[0] % threads]) + data[1:]
     return data, run_mode
+
+
+EPILOG = """\
+examples:
+  python -m harness.fuzz --build asan --max-time 600
+  python -m harness.fuzz --build asan --inject NAME --max-time 300     # prove a seeded bug is found
+  python -m harness.fuzz --build asan --target fixture:overlap --max-time 60
+  python -m harness.fuzz --build asan --target /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 --prefix mi_
+  python -m harness.fuzz --build tsan --mode concurrent --threads 4 --jobs 2 --max-time 3600
+
+every flag:
+  --build B         build variant to fuzz: release, debug, asan, tsan, ubsan (default asan)
+  --inject NAME     compile seeded bug NAME (src_c/alloc/inject.h) into the build
+  --target T        fuzz a foreign allocator (black-box): a library path, a soname, or
+                    fixture:NAME (tests/fixtures/fx_NAME.c, built for you, prefix fx_)
+  --prefix P        symbol prefix of --target (mi_, tc_, "" for libc); default "" (fx_ for fixtures)
+  --mode M          lockstep (deterministic), concurrent (real races) or mixed (bit 7 of
+                    the first input byte picks per input); default lockstep
+  --threads N       at most N program threads per input (1..8; default: any, up to 8)
+  --max-ops N       longest program, in ops (default 64: libFuzzer -max_len=1+8*N)
+  --max-time S      stop fuzzing after S seconds (default 600); triage then finishes
+  --jobs N          parallel fuzzing jobs (libFuzzer -fork=N; default 1)
+  --seed N          libFuzzer -seed (default: random)
+  --corpus DIR      corpus folder (default campaigns/<key>/corpus; resumed across runs)
+  --campaigns DIR   where campaign folders go (default campaigns/)
+  --regressions DIR where new reproducers are written (default regressions/)
+  --timeout S       per-input timeout inside the fuzzer (default 10 s; a hang is a crash)
+  --triage-runs N   fresh-process replays per crash for reliability (default 3)
+  --minimize-time S time budget for minimizing each distinct crash (default 300)
+  --no-progress     no live progress bar (log lines only)
+  --libfuzzer-arg A extra libFuzzer flag, -name=value form, repeatable
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.fuzz",
+        description="Coverage-guided fuzz campaign over op programs; every new distinct "
+        "crash is reproduced, minimized and written to regressions/<slug>.json. "
+        "Exit 0: no new distinct crash; 1: at least one; 2: usage/build/environment error.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a = p.add_argument
+    a("--build", default="asan", help="build variant (release, debug, asan, tsan, ubsan)")
+    a("--inject", default=None, metavar="NAME", help="seeded bug compiled into the build")
+    a("--target", default=None, metavar="T", help="foreign allocator: path, soname, fixture:NAME")
+    a("--prefix", default=None, metavar="P", help="symbol prefix of --target")
+    a("--mode", default="lockstep", choices=MODES)
+    a("--threads", type=int, default=0, metavar="N", help="at most N program threads (1..8)")
+    a("--max-ops", type=int, default=64, metavar="N", help="longest program in ops")
+    a("--max-time", type=float, default=600.0, metavar="S", help="fuzzing time in seconds")
+    a("--jobs", type=int, default=1, metavar="N", help="parallel fuzzing jobs (-fork=N)")
+    a("--seed", type=int, default=None, metavar="N", help="libFuzzer seed")
+    a("--corpus", default=None, metavar="DIR", help="corpus folder (resumed)")
+    a("--campaigns", default=None, metavar="DIR", help="campaign folders root")
+    a("--regressions", default=None, metavar="DIR", help="where reproducers are written")
+    a("--timeout", type=float, default=10.0, metavar="S", help="per-input timeout")
+    a("--triage-runs", type=int, default=3, metavar="N", help="replays per crash")
+    a("--minimize-time", type=float, default=300.0, metavar="S", help="minimize budget")
+    a("--no-progress", action="store_true", help="no live progress bar")
+    a("--libfuzzer-arg", action="append", default=[], metavar="A", help="-name=value flag")
+    return p
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclasses.dataclass
+class Config:
+    args: argparse.Namespace
+    build: Any  #: the replay build
+    fuzz_build: Any  #: the build the fuzzer loads (a coverage build when possible)
+    target: Any
+    key: str
+    corpus: Path
+    run_dir: Path
+    crashes: Path
+    regressions: Path
+    env: dict[str, str]
+    native: bool
+    note: str
+
+
+def _atheris_runtime(name: str) -> Path | None:
+    try:
+        import atheris
+    except ImportError:
+        return None
+    p = Path(atheris.path()) / name
+    return p if p.is_file() else None
+
+
+def _fuzz_env(fuzz_build, native: bool) -> dict[str, str]:
+    env = fuzz_build.env()
+    if native and fuzz_build.spec.instrumentation_prefix == "__asan_":
+        rt = _atheris_runtime("asan_with_fuzzer.so")
+        plain = str(fuzz_build.runtime.library)
+        rest = [x for x in re.split(r"[:\s]+", env.get("LD_PRELOAD", "")) if x and x != plain]
+        env["LD_PRELOAD"] = " ".join([str(rt), *rest])
+    return env
+
+
+def setup(args: argparse.Namespace) -> Config:
+    from harness.build import build
+    from harness.corpus import CAMPAIGNS, REGRESSIONS, resolve_target
+    from harness.errors import UsageError
+    from harness.executor import child_env
+
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        raise UsageError("atheris is not installed: pip install atheris") from None
+    if not 0 <= args.threads <= 8:
+        raise UsageError("--threads must be 1..8")
+    if args.jobs < 1 or args.max_ops < 1 or args.max_time <= 0 or args.triage_runs < 1:
+        raise UsageError("--jobs, --max-ops, --triage-runs must be >= 1 and --max-time > 0")
+    for a in args.libfuzzer_arg:
+        if not re.fullmatch(r"-\w+=.*", a):
+            raise UsageError(f"--libfuzzer-arg {a!r}: libFuzzer flags have the form -name=value")
+    target = resolve_target(args.target, args.prefix)
+    replay_build = build(args.build, args.inject)
+    cov = COVERAGE_BUILDS.get(args.build)
+    native, note = False, ""
+    fuzz_build = replay_build
+    if cov and _atheris_runtime("asan_with_fuzzer.so"):
+        fuzz_build = build(cov, args.inject)
+        native = True
+    else:
+        note = (f"note: no native coverage for build {args.build!r} (only asan has a "
+                "fuzzer-no-link coverage build under atheris here); fuzzing with libFuzzer "
+                "guided by Python-level coverage only")
+    tname = "" if target.path is None else "-" + re.sub(r"[^\w.]+", "_", target.label)
+    key = f"{replay_build.name}{tname}-{args.mode}" + (f"-t{args.threads}" if args.threads else "")
+    root = Path(args.campaigns) if args.campaigns else CAMPAIGNS
+    corpus = Path(args.corpus) if args.corpus else root / key / "corpus"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = root / key / "runs" / f"{stamp}-{os.getpid()}"
+    crashes = run_dir / "crashes"
+    for d in (corpus, crashes):
+        d.mkdir(parents=True, exist_ok=True)
+    env = child_env(_fuzz_env(fuzz_build, native), target.path is not None)
+    env.update({
+        "HAKMEM_FUZZ_LIB": str(fuzz_build.lib),
+        "HAKMEM_FUZZ_MODE": args.mode,
+        "HAKMEM_FUZZ_THREADS": str(args.threads),
+        "HAKMEM_FUZZ_TARGET": "" if target.path is None else str(target.path),
+        "HAKMEM_FUZZ_PREFIX": target.prefix or "",
+        "PYTHONUNBUFFERED": "1",
+    })
+    regs = Path(args.regressions) if args.regressions else REGRESSIONS
+    return Config(args, replay_build, fuzz_build, target, key, corpus.resolve(),
+                  run_dir.resolve(), crashes.resolve(), regs, env, native, note)
+
+
+def libfuzzer_command(cfg: Config) -> list[str]:
+    a = cfg.args
+    cmd = [str(TARGET_SCRIPT), f"-fork={a.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1",
+           "-ignore_ooms=1", f"-artifact_prefix={cfg.crashes}/",
+           f"-max_total_time={max(1, int(a.max_time))}", f"-max_len={1 + RECORD * a.max_ops}",
+           f"-timeout={max(1, int(a.timeout))}", "-rss_limit_mb=4096", "-print_final_stats=1"]
+    if a.seed is not None:
+        cmd.append(f"-seed={a.seed}")
+    if DICT.is_file():
+        cmd.append(f"-dict={DICT}")
+    cmd += list(a.libfuzzer_arg)
+    cmd.append(str(cfg.corpus))
+    if SEEDS.is_dir() and any(SEEDS.iterdir()):
+        cmd.append(str(SEEDS))
+    return cmd
+
+
+# --------------------------------------------------------------------------- stats
+
+_STAT = re.compile(r"^#(\d+):?\s.*?cov: (\d+).*?corp: (\d+)\S*.*?exec/s:? (\d+)")
+
+
+@dataclasses.dataclass
+class Stats:
+    execs: int = 0
+    cov: int = 0
+    corp: int = 0
+    execs_per_s: int = 0
+    crash_files: int = 0
+    distinct: int = 0
+    new_distinct: int = 0
+    native_seen: bool = False
+    samples: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def line(self, text: str) -> None:
+        if "inline 8-bit counters" in text:
+            self.native_seen = True
+        m = _STAT.match(text)
+        if m:
+            with self.lock:
+                self.execs, self.cov, self.corp, self.execs_per_s = map(int, m.groups())
+
+
+def _reader(stream, log_path: Path, stats: Stats) -> None:
+    with open(log_path, "a", errors="replace") as log:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode(errors="replace")
+            log.write(text)
+            log.flush()
+            stats.line(text)
+
+
+# --------------------------------------------------------------------------- triage
+
+
+def _artifacts(d: Path) -> list[Path]:
+    from harness.corpus import ARTIFACT_PREFIXES
+
+    return sorted((p for p in d.iterdir() if p.name.startswith(ARTIFACT_PREFIXES)
+                   and p.is_file()), key=lambda p: p.stat().st_mtime)
+
+
+class Triage:
+    """Takes crash files one by one (in a thread); keeps the per-signature entries."""
+
+    def __init__(self, cfg: Config, stats: Stats, say) -> None:
+        from harness.corpus import known_signatures
+
+        self.cfg = cfg
+        self.stats = stats
+        self.say = say
+        self.known = known_signatures(cfg.regressions)
+        self.by_sig: dict[str, dict[str, Any]] = {}
+        self.entries: list[dict[str, Any]] = []
+        self.seen: set[str] = set()
+        self.queue: queue.Queue[Path | None] = queue.Queue()
+        self.index = cfg.crashes / "index.jsonl"
+        self.crash_to_regression: list[float] = []
+
+    def scan(self) -> None:
+        for p in _artifacts(self.cfg.crashes):
+            if p.name not in self.seen:
+                self.seen.add(p.name)
+                with self.stats.lock:
+                    self.stats.crash_files += 1
+                self.queue.put(p)
+
+    def run(self) -> None:
+        while True:
+            p = self.queue.get()
+            if p is None:
+                return
+            try:
+                self.one(p)
+            except Exception as e:  # a triage bug must not lose the other crashes
+                self.say(f"triage of {p.name} failed: {type(e).__name__}: {e}")
+                self._log({"file": str(p), "error": f"{type(e).__name__}: {e}"})
+
+    def _log(self, rec: dict[str, Any]) -> None:
+        with open(self.index, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def one(self, path: Path) -> None:
+        from harness.corpus import regression_record, write_regression
+        from harness.minimize import minimize
+        from harness.triage import decode_input, reproduce, signature_frames
+
+        t0 = path.stat().st_mtime
+        a = self.cfg.args
+        program, mode = decode_input(path.read_bytes(), a.mode, a.threads)
+        is_timeout = path.name.startswith("timeout-")
+        rtimeout = max(5.0, a.timeout + 2) if is_timeout else 30.0
+        rep = reproduce(program, self.cfg.build, self.cfg.target, runs=a.triage_runs,
+                        timeout=rtimeout, prefer=mode)
+        entry: dict[str, Any] = {"file": str(path), "signature": rep.signature,
+                                 "reliability": rep.reliability, "mode": rep.mode,
+                                 "repeats": rep.repeats, "original_ops": len(program.ops)}
+        if rep.signature == "pass":
+            entry["note"] = "did not reproduce in a fresh process (one-time crasher)"
+            self.entries.append(entry)
+            self._log(entry)
+            return
+        if rep.signature in self.by_sig:
+            self.by_sig[rep.signature]["duplicates"] += 1
+            entry["note"] = "duplicate of an earlier crash in this campaign"
+            self._log(entry)
+            return
+        out = rep.outcome
+        entry.update(distinct=True, duplicates=0,
+                     frames=list(out.frames[:12]) if out else [],
+                     report_line=out.report if out else "")
+        self.by_sig[rep.signature] = entry
+        self.entries.append(entry)
+        key = (rep.signature, self.cfg.build.inject, self.cfg.target.label)
+        with self.stats.lock:
+            self.stats.distinct += 1
+        if key in self.known:
+            entry.update(new=False, known_as=str(self.known[key]))
+            self.say(f"known crash {rep.signature} ({rep.reliability}): {self.known[key]}")
+            self._log(entry)
+            return
+        entry["new"] = True
+        with self.stats.lock:
+            self.stats.new_distinct += 1
+        self.say(f"new crash {rep.signature} ({rep.reliability} {rep.mode}) from {path.name}; "
+                 f"minimizing {len(program.ops)} ops")
+        fail_index = None
+        if out and out.verdict is not None and not out.verdict.passed:
+            fail_index = out.verdict.op_index
+        mres = minimize(program, self.cfg.build, self.cfg.target, rep.mode, rep.signature,
+                        repeats=rep.repeats, fail_index=fail_index,
+                        timeout=rtimeout, max_seconds=a.minimize_time)
+        small = mres.program
+        record = regression_record(
+            small, signature=rep.signature, build=self.cfg.build.variant,
+            inject=self.cfg.build.inject, target=self.cfg.target, mode=rep.mode,
+            repeats=rep.repeats, reliability=rep.reliability, original_ops=len(program.ops),
+            campaign=str(self.cfg.run_dir), frames=signature_frames(out.frames) if out else [])
+        reg = write_regression(record, self.cfg.regressions)
+        self.crash_to_regression.append(time.time() - t0)
+        mini_dir = self.cfg.run_dir / "minimized"
+        mini_dir.mkdir(exist_ok=True)
+        prog_path = mini_dir / f"{reg.stem}.json"
+        prog_path.write_text(small.to_text())
+        shutil.copy2(reg, mini_dir / f"{reg.stem}.regression.json")
+        replay = ["python", "-m", "harness.run", str(prog_path), "--build",
+                  self.cfg.build.variant, "--mode", rep.mode]
+        if self.cfg.build.inject:
+            replay += ["--inject", self.cfg.build.inject]
+        if self.cfg.target.path is not None:
+            replay += ["--target", str(self.cfg.target.path), "--prefix",
+                       self.cfg.target.prefix or ""]
+        if rep.repeats > 1:
+            replay += ["--repeats", str(rep.repeats)]
+        entry.update(minimized_ops=len(small.ops), minimize_runs=mres.runs,
+                     minimize_seconds=mres.seconds, regression=str(reg),
+                     program_text=small.to_text(), replay=shlex.join(replay))
+        self.known[key] = reg
+        self.say(f"wrote {reg} ({len(program.ops)} -> {len(small.ops)} ops)")
+        self._log({k: v for k, v in entry.items() if k != "program_text"})
+
+
+# --------------------------------------------------------------------------- campaign
+
+
+def campaign(cfg: Config) -> dict[str, Any]:
+    """Runs the campaign; returns the summary (``new_distinct`` decides the exit status)."""
+    from harness.corpus import git_revision
+    from harness.report import write as write_report
+
+    args = cfg.args
+    stats = Stats()
+    log_path = cfg.run_dir / "fuzz.log"
+    bar = None
+    if not args.no_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=int(args.max_time), unit="s", dynamic_ncols=True,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s {postfix}")
+        except ImportError:
+            bar = None
+
+    def say(msg: str) -> None:
+        if bar is not None:
+            bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    if cfg.note:
+        say(cfg.note)
+    cmd = libfuzzer_command(cfg)
+    say(f"campaign {cfg.key}: run folder {cfg.run_dir}")
+    say(f"corpus {cfg.corpus}; fuzzing {cfg.fuzz_build.name}, replaying on {cfg.build.name}")
+    (cfg.run_dir / "command.txt").write_text(shlex.join(cmd) + "\n")
+    triage = Triage(cfg, stats, say)
+    worker = threading.Thread(target=triage.run, name="triage", daemon=True)
+    worker.start()
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=str(cfg.run_dir), env=cfg.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    reader = threading.Thread(target=_reader, args=(proc.stdout, log_path, stats), daemon=True)
+    reader.start()
+    deadline = start + args.max_time + 60  # libFuzzer stops itself; this is the safety net
+    native_warned = False
+    interrupted = False
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            triage.scan()
+            elapsed = time.monotonic() - start
+            with stats.lock:
+                stats.samples.append({"elapsed": elapsed, "execs": stats.execs,
+                                      "execs_per_s": stats.execs_per_s, "cov": stats.cov,
+                                      "corp": stats.corp, "crashes": stats.crash_files,
+                                      "distinct": stats.distinct})
+            if cfg.native and not native_warned and elapsed > 20 and not stats.native_seen:
+                say("warning: libFuzzer did not report inline 8-bit counters: native coverage "
+                    f"is NOT active (see {log_path})")
+                native_warned = True
+            if bar is not None:
+                bar.n = min(int(elapsed), int(args.max_time))
+                bar.set_postfix_str(
+                    f"exec/s {stats.execs_per_s} cov {stats.cov} corp {stats.corp} "
+                    f"crashes {stats.crash_files} bugs {stats.distinct}", refresh=True)
+            if time.monotonic() > deadline:
+                say("libFuzzer did not stop at -max_total_time; stopping it")
+                os.killpg(proc.pid, signal.SIGINT)
+                deadline += 30
+    except KeyboardInterrupt:
+        interrupted = True
+        say("interrupted: stopping the fuzzer, then triaging what was found")
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    reader.join(timeout=5)
+    elapsed = time.monotonic() - start
+    triage.scan()
+    triage.queue.put(None)
+    if bar is not None:
+        bar.n = min(int(elapsed), int(args.max_time))
+        bar.set_postfix_str(f"fuzzing done; triaging {triage.queue.qsize() - 1} more",
+                            refresh=True)
+    worker.join()
+    if bar is not None:
+        bar.set_postfix_str(f"exec/s {stats.execs_per_s} cov {stats.cov} corp {stats.corp} "
+                            f"crashes {stats.crash_files} bugs {stats.distinct}", refresh=True)
+        bar.close()
+    stats.samples.append({"elapsed": elapsed, "execs": stats.execs,
+                          "execs_per_s": stats.execs_per_s, "cov": stats.cov,
+                          "corp": stats.corp, "crashes": stats.crash_files,
+                          "distinct": stats.distinct})
+    with open(cfg.run_dir / "stats.csv", "w") as f:
+        keys = ["elapsed", "execs", "execs_per_s", "cov", "corp", "crashes", "distinct"]
+        f.write(",".join(keys) + "\n")
+        for s in stats.samples:
+            f.write(",".join(f"{s[k]:.1f}" if k == "elapsed" else str(s[k]) for k in keys)
+                    + "\n")
+    corpus_n = sum(1 for _ in cfg.corpus.iterdir())
+    summary = {
+        "key": cfg.key,
+        "command": "python -m harness.fuzz " + shlex.join(sys.argv[1:]),
+        "build": cfg.build.name, "fuzz_build": cfg.fuzz_build.name,
+        "inject": cfg.build.inject, "target": cfg.target.label, "mode": args.mode,
+        "threads": args.threads or "any", "jobs": args.jobs, "seed": args.seed,
+        "max_time": args.max_time, "elapsed": round(elapsed, 1), "execs": stats.execs,
+        "execs_per_s": round(stats.execs / elapsed) if elapsed else 0,
+        "coverage": stats.cov,
+        "native_coverage": "yes" if stats.native_seen else "no" + (
+            f" ({cfg.note.removeprefix('note: ')})" if cfg.note else ""),
+        "corpus": corpus_n, "corpus_dir": str(cfg.corpus), "crash_files": stats.crash_files,
+        "distinct": stats.distinct, "new_distinct": stats.new_distinct,
+        "revision": git_revision(), "run_dir": str(cfg.run_dir),
+        "fuzzer_exit": proc.returncode, "interrupted": interrupted,
+        "crash_to_regression_s": triage.crash_to_regression,
+        "regressions": [e["regression"] for e in triage.entries if e.get("regression")],
+    }
+    report = write_report(cfg.run_dir, summary, triage.entries, stats.samples)
+    summary["report"] = str(report)
+    (cfg.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    say(f"done: {stats.execs} execs in {elapsed:.0f} s, coverage {stats.cov}, corpus "
+        f"{corpus_n}, {stats.crash_files} crash files, {stats.distinct} distinct "
+        f"({stats.new_distinct} new); report {report}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.errors import HarnessError
+
+    args = _parser().parse_args(argv)
+    try:
+        cfg = setup(args)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = campaign(cfg)
+    return 1 if summary["new_distinct"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
