@@ -25,6 +25,8 @@ HAK_API void *hak_aligned_alloc(size_t alignment, size_t size)
      * usable byte keeps USER inside its block even for size 0 (else USER could
      * be the next block's BASE, and free would convert it to that block). */
     size_t need = (size ? size : 1) + alignment - HAK_ALIGN;
+    if (HAK_INJECT_CLASS_OVERHEAD)
+        need = size;
     if (need > HAK_MID_MAX)
         return hak_large_alloc(size, alignment, false);
     uintptr_t base = (uintptr_t)hak_alloc_class(hak_class_of(need));

@@ -38,6 +38,11 @@ static void free_not_in_slab(void *ptr)
 {
     if (!ptr)
         return;
+    if (HAK_INJECT_GUESS_FOREIGN) {
+        struct hak_superslab *guess = (void *)((uintptr_t)ptr & ~(HAK_SS_SIZE - 1));
+        if (*(volatile uint64_t *)&guess->magic == HAK_SS_MAGIC)
+            return;
+    }
     if (hak_large_free(ptr))
         return;
     hak_report_misuse("free of a pointer hakmem does not own", ptr);
@@ -56,6 +61,8 @@ HAK_API void hak_free(void *ptr)
         return;
     }
     void *base = (void *)hak_user_to_base(slab, (uintptr_t)ptr);
+    if (HAK_INJECT_DOUBLE_CONVERSION)
+        base = (uint8_t *)base - ((uint8_t *)ptr - (uint8_t *)base);
 #if HAK_DEBUG
     check_free(slab, ptr, base);
 #endif

@@ -113,7 +113,10 @@ static void slab_refilled(struct hak_heap *heap, struct hak_slab *slab)
         slab->full = false;
         hak_list_push(&heap->partial[slab->size_class], slab);
     }
-    if (slab->used == 0)
+    uint32_t held = HAK_INJECT_EAGER_RELEASE
+                        ? atomic_load_explicit(&slab->remote_pending, memory_order_relaxed)
+                        : 0;
+    if (slab->used == held)
         hak_heap_slab_emptied(heap, slab);
 }
 
@@ -176,6 +179,7 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
     }
     struct hak_tcache *tc = &heap->tc[size_class];
     uint32_t want = tc->limit / 2 + 1;
+    struct hak_slab *started = heap->partial[size_class].head;
     for (;;) {
         struct hak_slab *slab = heap->partial[size_class].head;
         if (!slab)
@@ -184,6 +188,10 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
             return NULL;
         void *head, *tail;
         uint32_t n = hak_slab_take(slab, want, &head, &tail);
+        if (HAK_INJECT_STALE_REFILL && n && started && started != slab) {
+            atomic_fetch_sub_explicit(&slab->ss->active, n, memory_order_relaxed);
+            atomic_fetch_add_explicit(&started->ss->active, n, memory_order_relaxed);
+        }
         if (n) {
             void *rest = hak_next_get(head);
             if (rest) {

@@ -4,13 +4,74 @@
  * it belongs to and compiled in only when its build asks for it
  * (`python -m harness.build VARIANT --inject NAME` passes -DHAK_INJECT_<NAME>=1).
  * A clean build has every entry at 0, so the planted branch is dead code that
- * the compiler removes. Each entry says what it breaks and what should see it.
+ * the compiler removes. Each entry says where it lives, what it breaks and
+ * which check or sanitizer should see it.
  */
 #ifndef HAKMEM_INJECT_H
 #define HAKMEM_INJECT_H
 
 #ifndef HAK_INJECT_NAME
 #define HAK_INJECT_NAME ""
+#endif
+
+/* double_conversion (free.c): free converts an aligned interior USER pointer
+ * to its BASE, then subtracts the USER-BASE offset once more, so the block
+ * pushed back is off by the padding and lands in the previous block.
+ * Seen by: block_boundary / overlap / integrity, heap_check, ASan. */
+#ifndef HAK_INJECT_DOUBLE_CONVERSION
+#define HAK_INJECT_DOUBLE_CONVERSION 0
+#endif
+
+/* stale_refill (heap.c): a refill that moves on to another slab still names
+ * the slab it started with, so the batch's `active` is credited to the old
+ * slab's superslab. Seen by: heap_check (active != sum of used), counters. */
+#ifndef HAK_INJECT_STALE_REFILL
+#define HAK_INJECT_STALE_REFILL 0
+#endif
+
+/* missing_used_add (slab.c): a batch refill that takes blocks from the slab's
+ * free list adds only the freshly carved ones to `used`.
+ * Seen by: heap_check (used + free != carved), counters. */
+#ifndef HAK_INJECT_MISSING_USED_ADD
+#define HAK_INJECT_MISSING_USED_ADD 0
+#endif
+
+/* guess_foreign (free.c): a pointer the registry does not know (a large
+ * block, or not ours) is looked up by reading a "superslab header" at its
+ * 2 MiB-aligned-down address instead of being rejected.
+ * Seen by: signal:SIGSEGV (the guessed address is usually unmapped), ASan. */
+#ifndef HAK_INJECT_GUESS_FOREIGN
+#define HAK_INJECT_GUESS_FOREIGN 0
+#endif
+
+/* class_overhead (aligned.c): the aligned path sizes its block for the request
+ * alone, forgetting the alignment padding it adds in front, so at a class edge
+ * the block ends before the request does and spills into the next block.
+ * Seen by: usable_size, overlap / integrity, ASan. */
+#ifndef HAK_INJECT_CLASS_OVERHEAD
+#define HAK_INJECT_CLASS_OVERHEAD 0
+#endif
+
+/* remote_plain_push (remote.c): the remote-free push is a plain load and store
+ * instead of a CAS, losing blocks when two threads free into one slab at once.
+ * Seen by: sanitizer:data-race (TSan), counters / leak under concurrency. */
+#ifndef HAK_INJECT_REMOTE_PLAIN_PUSH
+#define HAK_INJECT_REMOTE_PLAIN_PUSH 0
+#endif
+
+/* eager_release (heap.c): a slab counts as empty once its only used blocks are
+ * pending on its remote list, and is handed back to the pool while that list
+ * still holds them. Seen by: heap_check (superslab active drifts), counters,
+ * block_boundary / overlap when a late push lands in the reused slab. */
+#ifndef HAK_INJECT_EAGER_RELEASE
+#define HAK_INJECT_EAGER_RELEASE 0
+#endif
+
+/* drain_counter (remote.c): draining remote frees moves the blocks but never
+ * lowers remote_pending, so counters drift under cross-thread traffic.
+ * Seen by: heap_check (remote list != remote_pending), counters. */
+#ifndef HAK_INJECT_DRAIN_COUNTER
+#define HAK_INJECT_DRAIN_COUNTER 0
 #endif
 
 #endif

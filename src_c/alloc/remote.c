@@ -14,6 +14,12 @@
 void hak_remote_push(struct hak_slab *slab, void *block)
 {
     atomic_fetch_add_explicit(&slab->remote_pending, 1, memory_order_relaxed);
+    if (HAK_INJECT_REMOTE_PLAIN_PUSH) {
+        void **plain = (void **)&slab->remote_head;
+        hak_next_set(block, *plain);
+        *plain = block;
+        return;
+    }
     void *head = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);
     do {
         hak_next_set(block, head);
@@ -41,7 +47,8 @@ uint32_t hak_remote_drain(struct hak_slab *slab)
         }
         n++;
     }
-    atomic_fetch_sub_explicit(&slab->remote_pending, n, memory_order_relaxed);
+    if (!HAK_INJECT_DRAIN_COUNTER)
+        atomic_fetch_sub_explicit(&slab->remote_pending, n, memory_order_relaxed);
     hak_slab_put_chain(slab, head, tail, n);
     return n;
 }

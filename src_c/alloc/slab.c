@@ -85,6 +85,7 @@ uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **head, void *
     if (!slab->free && atomic_load_explicit(&slab->remote_pending, memory_order_relaxed))
         hak_remote_drain(slab);
     uint32_t n = take_free(slab, want, head, tail);
+    uint32_t from_free = n;
     if (n < want) {
         void *chead, *ctail;
         uint32_t c = carve(slab, want - n, &chead, &ctail);
@@ -97,7 +98,7 @@ uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **head, void *
             n += c;
         }
     }
-    slab->used += n;
+    slab->used += HAK_INJECT_MISSING_USED_ADD ? n - from_free : n;
     atomic_fetch_add_explicit(&slab->ss->active, n, memory_order_relaxed);
     return n;
 }
