@@ -195,9 +195,21 @@ def write_regression(record: dict[str, Any], directory: Path | None = None) -> P
         n += 1
     record = dict(record, slug=path.stem)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.write_text(dump_regression(record))
     os.replace(tmp, path)
     return path
+
+
+def dump_regression(record: dict[str, Any]) -> str:
+    """JSON with the program in its text form (one op per line) as the last field."""
+    rest = {k: v for k, v in record.items() if k != "program"}
+    head = json.dumps(rest, indent=2)[:-2]  # drop the closing "\n}"
+    prog = json.dumps(record["program"], separators=(", ", ": "))
+    if "ops" in record["program"] and record["program"]["ops"]:
+        ops = ",\n    ".join(json.dumps(o, separators=(", ", ": ")) for o in record["program"]["ops"])
+        prog = (f'{{"version": {record["program"]["version"]}, '
+                f'"threads": {record["program"]["threads"]}, "ops": [\n    {ops}\n  ]}}')
+    return f'{head},\n  "program": {prog}\n}}\n'
 
 
 def read_regression(path: Path) -> tuple[dict[str, Any], Program]:
