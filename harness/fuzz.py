@@ -341,6 +341,9 @@ class Triage:
                                  "repeats": rep.repeats, "original_ops": len(program.ops)}
         if rep.signature == "pass":
             entry["note"] = "did not reproduce in a fresh process (one-time crasher)"
+            from harness.triage import HARNESS_TROUBLE
+            if HARNESS_TROUBLE:
+                entry["harness_trouble"] = HARNESS_TROUBLE[-1].stderr_tail[-2000:]
             self.entries.append(entry)
             self._log(entry)
             return

@@ -112,7 +112,11 @@ def reproduce(program: Program, build, target: Target, runs: int = 3,
             first.setdefault(sig, out)
             if sig == "timeout":
                 break  # a hang costs `timeout` per run: one is enough to know
-        failing = [(n, s) for s, n in counts.items() if s != "pass"]
+        # child:exit-N / executor are harness trouble, not findings (harness.executor)
+        failing = [(n, s) for s, n in counts.items() if s != "pass" and not _harness(s)]
+        for s_, o in first.items():
+            if _harness(s_):
+                HARNESS_TROUBLE.append(o)
         if failing:
             n, sig = max(failing)
             total = sum(counts.values())
@@ -124,6 +128,14 @@ def reproduce(program: Program, build, target: Target, runs: int = 3,
             if rep.reproducible:
                 return rep
     return best
+
+
+#: outcomes of replays that failed for harness reasons (kept for the report/log)
+HARNESS_TROUBLE: list[Outcome] = []
+
+
+def _harness(sig: str) -> bool:
+    return sig.startswith(("child:", "executor"))
 
 
 def decode_input(data: bytes, fuzz_mode: str, threads: int) -> tuple[Program, str]:

@@ -1,0 +1,90 @@
+"""End-to-end fuzz campaigns (short: seconds each) against the fixture allocators.
+
+Every campaign writes into tmp_path (campaign folders and the regressions dir): never into
+the real regressions/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import PROJECT_ROOT
+from harness.corpus import check_regression, read_regression
+
+
+def fuzz(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, str, dict]:
+    cmd = [sys.executable, "-m", "harness.fuzz", "--campaigns", str(tmp_path / "campaigns"),
+           "--regressions", str(tmp_path / "regs"), "--no-progress", "--seed", "1", *args]
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    summaries = sorted((tmp_path / "campaigns").glob("*/runs/*/summary.json"))
+    summary = json.loads(summaries[-1].read_text()) if summaries else {}
+    return proc.returncode, proc.stdout + proc.stderr, summary
+
+
+def test_help_documents_every_flag():
+    out = subprocess.run([sys.executable, "-m", "harness.fuzz", "--help"], cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--build", "--inject", "--target", "--prefix", "--mode", "--threads",
+                 "--max-time", "--jobs", "--seed", "--corpus", "--regressions"):
+        assert out.count(flag) >= 2, flag  # in usage and in the documented list
+    assert "examples:" in out and "python -m harness.fuzz --build asan" in out
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--build", "nosuch"], "unknown build variant"),
+    (["--target", "fixture:nosuch"], "unknown fixture"),
+    (["--prefix", "mi_"], "--prefix needs --target"),
+    (["--libfuzzer-arg", "corpusdir"], "-name=value"),
+])
+def test_usage_errors_exit_2(tmp_path, args, msg):
+    rc, out, _ = fuzz(tmp_path, *args, "--max-time", "1")
+    assert rc == 2 and msg in out
+
+
+def test_campaign_finds_minimizes_and_records_fixture_bug(tmp_path):
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--target", "fixture:overlap",
+                      "--max-time", "25")
+    assert rc == 1, out
+    run = Path(s["run_dir"])
+    crashes = [p for p in (run / "crashes").iterdir() if p.name.startswith("crash-")]
+    assert crashes, "the crash input is persisted"
+    assert s["new_distinct"] >= 1 and s["native_coverage"] == "yes"
+    regs = sorted((tmp_path / "regs").glob("*.json"))
+    assert regs, out
+    data, prog = read_regression(regs[0])
+    assert data["signature"] == "overlap" and data["target"] == {"fixture": "overlap"}
+    assert len(prog.ops) <= 8 < data["original_ops"] or len(prog.ops) <= 8
+    assert check_regression(regs[0]) == []  # clean fx_good passes, fx_overlap still fails
+    report = (run / "report.md").read_text()
+    assert "overlap" in report and "python -m harness.run" in report
+    assert (run / "progress.png").is_file()
+    # a second campaign resumes the corpus and knows the bug (dedupe against regressions)
+    rc2, out2, s2 = fuzz(tmp_path, "--build", "asan", "--target", "fixture:overlap",
+                         "--max-time", "8")
+    assert s2["corpus_dir"] == s["corpus_dir"] and s2["new_distinct"] == 0
+    assert rc2 == 0, out2
+
+
+def test_clean_target_finds_nothing(tmp_path):
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--target", "fixture:good",
+                      "--max-time", "10")
+    assert rc == 0, out
+    assert s["crash_files"] == 0 and s["execs"] > 0
+
+
+@pytest.mark.parametrize("fixture, sig", [("segv", "signal:SIGSEGV"), ("hang", "timeout")])
+def test_crashing_or_hanging_target_does_not_end_the_campaign(tmp_path, fixture, sig):
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--target", f"fixture:{fixture}",
+                      "--max-time", "12", "--timeout", "2", "--triage-runs", "1",
+                      "--minimize-time", "20")
+    assert rc == 1, out
+    run = Path(s["run_dir"])
+    assert any((run / "crashes").iterdir()), "the input is on disk"
+    assert s["elapsed"] >= 10, "the campaign kept fuzzing after the first crash"
+    data, _ = read_regression(sorted((tmp_path / "regs").glob("*.json"))[0])
+    assert data["signature"].startswith(sig)
