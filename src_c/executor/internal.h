@@ -142,6 +142,18 @@ HX_HIDDEN void hx_wake(struct hx_wake *w);
 HX_HIDDEN void hx_wait(struct hx_wake *w, uint32_t *seen);
 /* Polite busy wait step number n (spin, then sched_yield). */
 HX_HIDDEN void hx_backoff(unsigned n);
+/* A turn word (lockstep workers): word = go count << 1 | hint. Only the thread
+ * whose turn is next spins (it was hinted); every other waiter sleeps on its own
+ * futex word, so on few cores the runnable threads are the one running and the
+ * one about to run. */
+struct hx_turn { _Atomic uint32_t word; _Atomic int sleeping; uint32_t seen; };
+HX_HIDDEN void hx_turn_init(struct hx_turn *t);
+/* Gives t its turn (and wakes it if it sleeps). */
+HX_HIDDEN void hx_turn_go(struct hx_turn *t);
+/* Tells t its turn is imminent: it should spin, not sleep (wakes it if it sleeps). */
+HX_HIDDEN void hx_turn_hint(struct hx_turn *t);
+/* Waits for the next go (spins while hinted, sleeps otherwise). */
+HX_HIDDEN void hx_turn_wait(struct hx_turn *t);
 
 /* ---- lockstep.c / concurrent.c */
 HX_HIDDEN void hx_run_lockstep(struct hx_run *r);

@@ -22,8 +22,7 @@ struct hx_lw {
     int index;
     int cmd;
     bool alive, exiting;
-    uint32_t seen;
-    struct hx_wake w;
+    struct hx_turn w;
 };
 
 struct hx_ls {
@@ -34,13 +33,30 @@ struct hx_ls {
     struct hx_lw w[HAKX_MAX_THREADS];
 };
 
+/* The thread that runs right after the run of thread t starting at op i (-1: the
+ * main thread, or nobody). */
+static int after_run(struct hx_ls *ls, size_t i, int t)
+{
+    struct hx_run *r = ls->r;
+    for (; i < r->nops; i++) {
+        if (!r->effective[i])
+            continue;
+        const struct hakx_op *o = &r->ops[i];
+        if (o->op == HAKX_OP_BARRIER || o->op == HAKX_OP_THREAD_EXIT)
+            return -1;
+        if (o->thread != t)
+            return ls->w[o->thread].alive ? o->thread : -1;
+    }
+    return -1;
+}
+
 static void *worker(void *arg)
 {
     struct hx_lw *lw = arg;
     struct hx_ls *ls = lw->ls;
     struct hx_run *r = ls->r;
     for (;;) {
-        hx_wait(&lw->w, &lw->seen);
+        hx_turn_wait(&lw->w);
         if (lw->cmd == CMD_QUIT)
             return NULL;
         if (lw->cmd == CMD_FLUSH) {
@@ -65,7 +81,12 @@ static void *worker(void *arg)
                     break;
                 ls->pc = i;
                 nx->cmd = CMD_RUN;
-                hx_wake(&nx->w);
+                hx_turn_go(&nx->w);
+                /* Only the thread after nx's run may spin; this one sleeps
+                 * unless that is its own turn. */
+                int c = after_run(ls, i, o->thread);
+                if (c >= 0)
+                    hx_turn_hint(&ls->w[c].w);
                 passed = true;
                 break;
             }
@@ -91,7 +112,7 @@ static bool spawn(struct hx_ls *ls, int t)
     lw->ls = ls;
     lw->index = t;
     lw->exiting = false;
-    lw->seen = atomic_load(&lw->w.seq);
+    hx_turn_init(&lw->w);
     if (pthread_create(&lw->th, NULL, worker, lw)) {
         hx_error(ls->r, "pthread_create failed for thread %d", t);
         return false;
@@ -103,7 +124,7 @@ static bool spawn(struct hx_ls *ls, int t)
 static void command(struct hx_ls *ls, int t, int cmd)
 {
     ls->w[t].cmd = cmd;
-    hx_wake(&ls->w[t].w);
+    hx_turn_go(&ls->w[t].w);
     if (cmd != CMD_QUIT)
         hx_wait(&ls->main, &ls->main_seen);
 }

@@ -44,3 +44,67 @@ void hx_wait(struct hx_wake *w, uint32_t *seen)
     }
     *seen = now;
 }
+
+/* ---- turn words */
+#define HX_TURN_SPIN 100   /* pause iterations a hinted waiter spins, */
+#define HX_TURN_YIELD 200  /* then sched_yield()s, before sleeping */
+#define HX_TURN_BASE 64    /* an unhinted waiter: a short spin, then sleep */
+
+static void futex_wake1(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void hx_turn_init(struct hx_turn *t)
+{
+    t->seen = atomic_load(&t->word) >> 1;
+}
+
+void hx_turn_go(struct hx_turn *t)
+{
+    atomic_fetch_add(&t->word, 2);
+    if (atomic_load(&t->sleeping))
+        futex_wake1(&t->word);
+}
+
+void hx_turn_hint(struct hx_turn *t)
+{
+    uint32_t old = atomic_fetch_or(&t->word, 1);
+    if (!(old & 1) && atomic_load(&t->sleeping))
+        futex_wake1(&t->word);
+}
+
+void hx_turn_wait(struct hx_turn *t)
+{
+    unsigned n = 0;
+    for (;;) {
+        uint32_t v = atomic_load(&t->word);
+        if ((v >> 1) != t->seen) {
+            t->seen = v >> 1;
+            if (v & 1)
+                atomic_fetch_and(&t->word, ~1u);
+            return;
+        }
+        if (n < ((v & 1) ? HX_TURN_SPIN : HX_TURN_BASE)) {
+            n++;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+            continue;
+        }
+        if ((v & 1) && n < HX_TURN_SPIN + HX_TURN_YIELD) {
+            n++;
+            sched_yield();
+            continue;
+        }
+        if (v & 1) { /* hinted, but the turn did not come: drop the hint */
+            atomic_compare_exchange_strong(&t->word, &v, v & ~1u);
+            continue;
+        }
+        atomic_store(&t->sleeping, 1);
+        if (atomic_load(&t->word) == v)
+            syscall(SYS_futex, &t->word, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+        atomic_store(&t->sleeping, 0);
+        n = 0;
+    }
+}
