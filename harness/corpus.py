@@ -206,7 +206,8 @@ def dump_regression(record: dict[str, Any]) -> str:
     head = json.dumps(rest, indent=2)[:-2]  # drop the closing "\n}"
     prog = json.dumps(record["program"], separators=(", ", ": "))
     if "ops" in record["program"] and record["program"]["ops"]:
-        ops = ",\n    ".join(json.dumps(o, separators=(", ", ": ")) for o in record["program"]["ops"])
+        ops = ",\n    ".join(json.dumps(o, separators=(", ", ": "))
+                               for o in record["program"]["ops"])
         prog = (f'{{"version": {record["program"]["version"]}, '
                 f'"threads": {record["program"]["threads"]}, "ops": [\n    {ops}\n  ]}}')
     return f'{head},\n  "program": {prog}\n}}\n'
