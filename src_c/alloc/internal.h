@@ -226,6 +226,7 @@ static inline void hak_next_set(void *block, void *next)
 void *hak_os_map(size_t size);
 void *hak_os_map_aligned(size_t size, size_t align);
 void hak_os_unmap(void *p, size_t size);
+void *hak_os_remap(void *p, size_t old_size, size_t new_size);
 
 /* ---- locks.c: the global locks, taken in this order ---- */
 void hak_pool_lock(void);

@@ -17,7 +17,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -139,8 +138,8 @@ static bool cache_take(size_t need, struct cached_map *out)
     cache[pick] = cache[--cache_count];
     cache_bytes -= m.size;
     if (m.size < need) {
-        void *moved = mremap((void *)m.base, m.size, need, MREMAP_MAYMOVE);
-        if (moved == MAP_FAILED) {
+        void *moved = hak_os_remap((void *)m.base, m.size, need);
+        if (!moved) {
             hak_os_unmap((void *)m.base, m.size);
             return false;
         }
@@ -288,8 +287,8 @@ void *hak_large_realloc(void *user, size_t size)
     if ((uintptr_t)user - base == HAK_LARGE_HEADER) {
         hak_large_lock();
         struct large_entry *e = table_find((uintptr_t)user);
-        void *moved = mremap((void *)base, map_size, span, MREMAP_MAYMOVE);
-        if (moved != MAP_FAILED) {
+        void *moved = hak_os_remap((void *)base, map_size, span);
+        if (moved) {
             table_remove(e);
             uintptr_t nuser = (uintptr_t)moved + HAK_LARGE_HEADER;
             table_insert((struct large_entry){nuser, (uintptr_t)moved, span});

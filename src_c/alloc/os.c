@@ -1,4 +1,12 @@
-/* Page mappings from the kernel: the only place hakmem asks the OS for memory. */
+/* Page mappings from the kernel: the only place hakmem asks the OS for memory
+ * or gives it back.
+ *
+ * Invariant: memory handed back to the kernel (unmapped, or moved away by
+ * mremap) carries no ASan poison. The shadow outlives the mapping, so a later
+ * mapping at the same address would otherwise inherit stale poison and ASan
+ * would report the allocator's own first write to it. Recent ASan runtimes
+ * clean the shadow in their munmap interceptor; mremap is intercepted by none,
+ * and the runtime atheris ships may predate the munmap interceptor. */
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -21,13 +29,22 @@ void *hak_os_map_aligned(size_t size, size_t align)
     size_t head = start - (uintptr_t)raw;
     size_t tail = span - head - size;
     if (head)
-        munmap(raw, head);
+        hak_os_unmap(raw, head);
     if (tail)
-        munmap((void *)(start + size), tail);
+        hak_os_unmap((void *)(start + size), tail);
     return (void *)start;
 }
 
 void hak_os_unmap(void *p, size_t size)
 {
+    hak_unpoison(p, size);
     munmap(p, size);
+}
+
+/* mremap(MREMAP_MAYMOVE); NULL on failure, with the old mapping intact. */
+void *hak_os_remap(void *p, size_t old_size, size_t new_size)
+{
+    hak_unpoison(p, old_size);
+    void *moved = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+    return moved == MAP_FAILED ? NULL : moved;
 }

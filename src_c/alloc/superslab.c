@@ -74,7 +74,6 @@ static void superslab_unmap(struct hak_superslab *ss)
     list_unlink(ss);
     hak_registry_set((uintptr_t)ss, false);
     mapped_count--;
-    hak_unpoison(ss, HAK_SS_SIZE);
     hak_os_unmap(ss, HAK_SS_SIZE);
 }
 
