@@ -28,26 +28,29 @@ struct hx_lw {
 struct hx_ls {
     struct hx_run *r;
     size_t pc;
-    struct hx_wake main;
-    uint32_t main_seen;
+    struct hx_turn main;
     struct hx_lw w[HAKX_MAX_THREADS];
 };
 
-/* The thread that runs right after the run of thread t starting at op i (-1: the
- * main thread, or nobody). */
-static int after_run(struct hx_ls *ls, size_t i, int t)
+/* The turn word of whoever runs right after the run of thread t starting at op i:
+ * a worker, or the main thread (barrier, thread exit, a thread to start, the end). */
+static struct hx_turn *after_run(struct hx_ls *ls, size_t *pi, int t)
 {
     struct hx_run *r = ls->r;
+    size_t i = *pi;
     for (; i < r->nops; i++) {
         if (!r->effective[i])
             continue;
         const struct hakx_op *o = &r->ops[i];
         if (o->op == HAKX_OP_BARRIER || o->op == HAKX_OP_THREAD_EXIT)
-            return -1;
-        if (o->thread != t)
-            return ls->w[o->thread].alive ? o->thread : -1;
+            break;
+        if (o->thread != t) {
+            *pi = i;
+            return ls->w[o->thread].alive ? &ls->w[o->thread].w : &ls->main;
+        }
     }
-    return -1;
+    *pi = r->nops;
+    return &ls->main;
 }
 
 static void *worker(void *arg)
@@ -62,7 +65,7 @@ static void *worker(void *arg)
         if (lw->cmd == CMD_FLUSH) {
             if (r->tg->hakmem)
                 hak_flush_thread();
-            hx_wake(&ls->main);
+            hx_turn_go(&ls->main);
             continue;
         }
         size_t i = ls->pc;
@@ -84,16 +87,15 @@ static void *worker(void *arg)
                 hx_turn_go(&nx->w);
                 /* Only the thread after nx's run may spin; this one sleeps
                  * unless that is its own turn. */
-                int c = after_run(ls, i, o->thread);
-                if (c >= 0)
-                    hx_turn_hint(&ls->w[c].w);
+                size_t j = i;
+                hx_turn_hint(after_run(ls, &j, o->thread));
                 passed = true;
                 break;
             }
             if (o->op == HAKX_OP_THREAD_EXIT) {
                 ls->pc = i + 1;
                 lw->exiting = true;
-                hx_wake(&ls->main);
+                hx_turn_go(&ls->main);
                 return NULL;
             }
             hx_exec(r, i, lw->index);
@@ -101,7 +103,7 @@ static void *worker(void *arg)
         }
         if (!passed) {
             ls->pc = i;
-            hx_wake(&ls->main);
+            hx_turn_go(&ls->main);
         }
     }
 }
@@ -126,7 +128,7 @@ static void command(struct hx_ls *ls, int t, int cmd)
     ls->w[t].cmd = cmd;
     hx_turn_go(&ls->w[t].w);
     if (cmd != CMD_QUIT)
-        hx_wait(&ls->main, &ls->main_seen);
+        hx_turn_wait(&ls->main);
 }
 
 static void reap(struct hx_ls *ls)
@@ -160,6 +162,7 @@ void hx_run_lockstep(struct hx_run *r)
         return;
     *ls = zero_ls;
     ls->r = r;
+    hx_turn_init(&ls->main);
     for (;;) {
         size_t i = ls->pc;
         while (i < r->nops && !r->effective[i])
