@@ -38,53 +38,42 @@ int hx_plan(struct hx_run *r)
     int64_t last[HAKX_SLOTS];
     for (int s = 0; s < HAKX_SLOTS; s++)
         last[s] = r->first_on_slot[s] = -1;
-    bool aligned_ok = hx_target_has_aligned(r->tg);
+    bool aligned_ok = hx_target_has_aligned(r->tg), hakmem = r->tg->hakmem;
+    int64_t dummy;
+    /* Branch-free: programs are random, so every branch on the op or the slot's
+     * state would be mispredicted. */
     for (size_t i = 0; i < n; i++) {
         const struct hakx_op *o = &r->ops[i];
-        bool eff = false;
+        unsigned op = o->op, s = o->slot, t = o->thread;
+        bool occ_s = occ[s];
         uint64_t total;
-        bool impossible = o->op <= HAKX_OP_ALIGNED && hx_op_total(o, &total);
-        switch (o->op) {
-        case HAKX_OP_MALLOC:
-        case HAKX_OP_CALLOC:
-        case HAKX_OP_ALIGNED:
-            eff = !occ[o->slot] && (o->op != HAKX_OP_ALIGNED || aligned_ok);
-            if (eff && !impossible)
-                occ[o->slot] = true;
-            break;
-        case HAKX_OP_REALLOC:
-            eff = true;
-            if (!impossible)
-                occ[o->slot] = true;
-            break;
-        case HAKX_OP_FREE:
-            eff = occ[o->slot];
-            occ[o->slot] = false;
-            break;
-        case HAKX_OP_WRITE:
-            eff = occ[o->slot];
-            break;
-        case HAKX_OP_THREAD_EXIT:
-            eff = started[o->thread];
-            break;
-        case HAKX_OP_BARRIER:
-            eff = true;
-            break;
-        case HAKX_OP_FLUSH:
-            eff = r->tg->hakmem;
-            break;
-        }
+        bool impossible = __builtin_mul_overflow(o->size, op == HAKX_OP_CALLOC ? o->aux : 1u,
+                                                 &total) |
+                          (total >= HX_IMPOSSIBLE);
+        const bool cand[HAKX_NUM_OPCODES] = {
+            [HAKX_OP_MALLOC] = !occ_s,
+            [HAKX_OP_CALLOC] = !occ_s,
+            [HAKX_OP_REALLOC] = true,
+            [HAKX_OP_ALIGNED] = !occ_s & aligned_ok,
+            [HAKX_OP_FREE] = occ_s,
+            [HAKX_OP_WRITE] = occ_s,
+            [HAKX_OP_THREAD_EXIT] = started[t],
+            [HAKX_OP_BARRIER] = true,
+            [HAKX_OP_FLUSH] = hakmem,
+        };
+        bool eff = cand[op];
+        bool allocs = op <= HAKX_OP_ALIGNED; /* malloc, calloc, realloc, aligned_alloc */
+        occ[s] = (occ_s | (allocs & eff & !impossible)) & (op != HAKX_OP_FREE);
         r->effective[i] = eff;
         r->next_on_slot[i] = -1;
-        if (eff && o->op != HAKX_OP_BARRIER)
-            started[o->thread] = o->op != HAKX_OP_THREAD_EXIT;
-        if (eff && hx_op_uses_slot(o->op)) {
-            if (last[o->slot] < 0)
-                r->first_on_slot[o->slot] = (int64_t)i;
-            else
-                r->next_on_slot[last[o->slot]] = (int64_t)i;
-            last[o->slot] = (int64_t)i;
-        }
+        bool starts = eff & (op != HAKX_OP_BARRIER);
+        started[t] = starts ? op != HAKX_OP_THREAD_EXIT : started[t];
+        bool chain = eff & hx_op_uses_slot((uint8_t)op);
+        int64_t l = last[s];
+        int64_t *dst = l < 0 ? &r->first_on_slot[s] : &r->next_on_slot[l];
+        *(chain ? dst : &dummy) = (int64_t)i;
+        last[s] = chain ? (int64_t)i : l;
     }
+    (void)dummy;
     return 0;
 }
