@@ -431,10 +431,13 @@ def _check_seeds(cfg: Config, say) -> None:
     for seed in sorted(SEEDS.glob("*")) if SEEDS.is_dir() else []:
         data = seed.read_bytes()
         program, mode = decode_input(data, cfg.args.mode, cfg.args.threads)
-        sig, _ = run_signature(program, cfg.build, mode, cfg.target, 1, 30.0)
+        sig, _ = run_signature(program, cfg.build, mode, cfg.target, 1,
+                               max(2.0, cfg.args.timeout + 1))
         if sig != "pass" and not sig.startswith(("child:", "executor")):
             shutil.copy2(seed, cfg.crashes / f"crash-seed-{seed.stem}")
             say(f"seed {seed.name} fails ({sig}): persisted as crash-seed-{seed.stem}")
+            if sig == "timeout":
+                return  # every hanging seed would cost a timeout: one is enough
 
 
 def campaign(cfg: Config) -> dict[str, Any]:
