@@ -46,9 +46,14 @@ void hx_wait(struct hx_wake *w, uint32_t *seen)
 }
 
 /* ---- turn words */
-#define HX_TURN_SPIN 100   /* pause iterations a hinted waiter spins, */
-#define HX_TURN_YIELD 200  /* then sched_yield()s, before sleeping */
-#define HX_TURN_BASE 64    /* an unhinted waiter: a short spin, then sleep */
+/* Measured on 2 shared cores with 4 lockstep workers: pause-spinning only delays
+ * the thread that must run next, yielding hands it the core; so a waiter spins a
+ * few iterations at most, then yields (hinted: long; not hinted: briefly), then
+ * sleeps on its futex. */
+#define HX_TURN_SPIN 5     /* pause iterations of a hinted waiter, */
+#define HX_TURN_YIELD 1000 /* then sched_yield()s, before it sleeps */
+#define HX_TURN_BASE 0     /* pause iterations of a waiter not hinted, */
+#define HX_TURN_BYIELD 10  /* then sched_yield()s, before it sleeps */
 
 static void futex_wake1(_Atomic uint32_t *w)
 {
@@ -90,6 +95,11 @@ void hx_turn_wait(struct hx_turn *t)
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
 #endif
+            continue;
+        }
+        if (!(v & 1) && n < HX_TURN_BASE + HX_TURN_BYIELD) {
+            n++;
+            sched_yield();
             continue;
         }
         if ((v & 1) && n < HX_TURN_SPIN + HX_TURN_YIELD) {
