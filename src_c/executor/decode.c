@@ -34,7 +34,14 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
     size_t n = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
     if (threads)
         *threads = nt;
-    for (size_t i = 0; i < n && i < cap; i++) {
+    hx_decode_range(data, nt, ops, 0, n < cap ? n : cap);
+    return n;
+}
+
+void hx_decode_range(const uint8_t *data, unsigned nt, struct hakx_op *ops, size_t from,
+                     size_t to)
+{
+    for (size_t i = from; i < to; i++) {
         const uint8_t *b = data + HAKX_HEADER + i * HAKX_RECORD;
         struct hakx_op o = {0};
         o.op = b[0] % HAKX_NUM_OPCODES;
@@ -67,7 +74,6 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
         }
         ops[i] = o;
     }
-    return n;
 }
 
 HAKX_API int hakx_version(void)

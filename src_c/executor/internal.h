@@ -22,6 +22,9 @@
 
 /* ---- decode.c */
 HX_HIDDEN uint64_t hx_decode_size(uint8_t sel, uint8_t v0, uint8_t v1, uint8_t v2);
+/* Decodes records [from, to) of data (as hakx_decode does) into ops[from, to). */
+HX_HIDDEN void hx_decode_range(const uint8_t *data, unsigned nthreads, struct hakx_op *ops,
+                               size_t from, size_t to);
 
 /* ---- target.c: ONE table of function pointers for every target. */
 struct hx_target {
@@ -85,6 +88,8 @@ struct hx_run {
     uint8_t *effective;         /* per op */
     int64_t *next_on_slot;      /* per op: next effective op on the same slot, or -1 */
     int64_t first_on_slot[HAKX_SLOTS];
+    _Atomic size_t planned;     /* ops [0, planned) are decoded and planned */
+    struct { bool occ[HAKX_SLOTS], started[HAKX_MAX_THREADS]; int64_t last[HAKX_SLOTS]; } ps;
     /* state */
     struct hx_block slots[HAKX_SLOTS];
     struct hx_intervals iv;
@@ -131,6 +136,12 @@ HX_HIDDEN void hx_cleanup(struct hx_run *r);
 
 /* ---- plan.c */
 HX_HIDDEN int hx_plan(struct hx_run *r);
+/* The same in steps: hx_plan_alloc, then hx_plan_range over consecutive ranges
+ * (r->ops decoded there); hx_plan_ready waits until op i is planned (the lockstep
+ * mode runs while a planner thread decodes and plans ahead of it). */
+HX_HIDDEN int hx_plan_alloc(struct hx_run *r);
+HX_HIDDEN void hx_plan_range(struct hx_run *r, size_t from, size_t to);
+static inline void hx_plan_ready(struct hx_run *r, size_t i);
 HX_HIDDEN bool hx_op_uses_slot(uint8_t op);
 /* Total bytes requested (calloc: count * size); true if impossible (overflow or >= HX_IMPOSSIBLE). */
 HX_HIDDEN bool hx_op_total(const struct hakx_op *o, uint64_t *total);
@@ -158,5 +169,12 @@ HX_HIDDEN void hx_turn_wait(struct hx_turn *t);
 /* ---- lockstep.c / concurrent.c */
 HX_HIDDEN void hx_run_lockstep(struct hx_run *r);
 HX_HIDDEN void hx_run_concurrent(struct hx_run *r);
+
+static inline void hx_plan_ready(struct hx_run *r, size_t i)
+{
+    if (i < r->nops)
+        for (unsigned n = 0; atomic_load_explicit(&r->planned, memory_order_acquire) <= i; n++)
+            hx_backoff(n);
+}
 
 #endif

@@ -37,8 +37,10 @@ struct hx_ls {
 static struct hx_turn *after_run(struct hx_ls *ls, size_t *pi, int t)
 {
     struct hx_run *r = ls->r;
-    size_t i = *pi;
+    size_t i = *pi, planned = atomic_load_explicit(&r->planned, memory_order_acquire);
     for (; i < r->nops; i++) {
+        if (i >= planned)
+            return NULL; /* not planned yet: no hint */
         if (!r->effective[i])
             continue;
         const struct hakx_op *o = &r->ops[i];
@@ -71,7 +73,7 @@ static void *worker(void *arg)
         size_t i = ls->pc;
         bool passed = false;
         for (;;) {
-            while (i < r->nops && !r->effective[i])
+            while (hx_plan_ready(r, i), i < r->nops && !r->effective[i])
                 i++;
             if (i >= r->nops || hx_failed(r))
                 break;
@@ -88,7 +90,9 @@ static void *worker(void *arg)
                 /* Only the thread after nx's run may spin; this one sleeps
                  * unless that is its own turn. */
                 size_t j = i;
-                hx_turn_hint(after_run(ls, &j, o->thread));
+                struct hx_turn *c = after_run(ls, &j, o->thread);
+                if (c)
+                    hx_turn_hint(c);
                 passed = true;
                 break;
             }
@@ -165,7 +169,7 @@ void hx_run_lockstep(struct hx_run *r)
     hx_turn_init(&ls->main);
     for (;;) {
         size_t i = ls->pc;
-        while (i < r->nops && !r->effective[i])
+        while (hx_plan_ready(r, i), i < r->nops && !r->effective[i])
             i++;
         if (i >= r->nops || hx_failed(r))
             break;

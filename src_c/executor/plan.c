@@ -27,22 +27,41 @@ bool hx_op_total(const struct hakx_op *o, uint64_t *total)
     return *total >= HX_IMPOSSIBLE;
 }
 
-int hx_plan(struct hx_run *r)
+int hx_plan_alloc(struct hx_run *r)
 {
     size_t n = r->nops;
     r->effective = calloc(n ? n : 1, 1);
     r->next_on_slot = malloc((n ? n : 1) * sizeof *r->next_on_slot);
     if (!r->effective || !r->next_on_slot)
         return -1;
-    bool occ[HAKX_SLOTS] = {0}, started[HAKX_MAX_THREADS] = {0};
-    int64_t last[HAKX_SLOTS];
-    for (int s = 0; s < HAKX_SLOTS; s++)
-        last[s] = r->first_on_slot[s] = -1;
+    for (int s = 0; s < HAKX_SLOTS; s++) {
+        r->ps.last[s] = r->first_on_slot[s] = -1;
+        r->ps.occ[s] = false;
+    }
+    for (int t = 0; t < HAKX_MAX_THREADS; t++)
+        r->ps.started[t] = false;
+    atomic_store(&r->planned, 0);
+    return 0;
+}
+
+int hx_plan(struct hx_run *r)
+{
+    if (hx_plan_alloc(r))
+        return -1;
+    hx_plan_range(r, 0, r->nops);
+    atomic_store_explicit(&r->planned, r->nops, memory_order_release);
+    return 0;
+}
+
+void hx_plan_range(struct hx_run *r, size_t from, size_t to)
+{
+    bool *occ = r->ps.occ, *started = r->ps.started;
+    int64_t *last = r->ps.last;
     bool aligned_ok = hx_target_has_aligned(r->tg), hakmem = r->tg->hakmem;
     int64_t dummy;
     /* Branch-free: programs are random, so every branch on the op or the slot's
      * state would be mispredicted. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = from; i < to; i++) {
         const struct hakx_op *o = &r->ops[i];
         unsigned op = o->op, s = o->slot, t = o->thread;
         bool occ_s = occ[s];
@@ -75,5 +94,4 @@ int hx_plan(struct hx_run *r)
         last[s] = chain ? (int64_t)i : l;
     }
     (void)dummy;
-    return 0;
 }

@@ -9,6 +9,26 @@
 #pragma weak hak_flush_thread
 #pragma weak hak_block_info
 
+/* Decoding and planning a long lockstep program run on a thread of their own,
+ * ahead of the ops being executed (the lockstep mode waits for each op's plan). */
+#define HX_PIPELINE_MIN 8192
+#define HX_PIPELINE_CHUNK 2048
+
+struct hx_planner { struct hx_run *r; const uint8_t *data; };
+
+static void *planner(void *arg)
+{
+    struct hx_planner *pl = arg;
+    struct hx_run *r = pl->r;
+    for (size_t i = 0; i < r->nops; i += HX_PIPELINE_CHUNK) {
+        size_t end = r->nops - i < HX_PIPELINE_CHUNK ? r->nops : i + HX_PIPELINE_CHUNK;
+        hx_decode_range(pl->data, r->nthreads, (struct hakx_op *)r->ops, i, end);
+        hx_plan_range(r, i, end);
+        atomic_store_explicit(&r->planned, end, memory_order_release);
+    }
+    return NULL;
+}
+
 static void verdict_init(struct hakx_verdict *v)
 {
     memset(v, 0, sizeof *v);
@@ -46,7 +66,6 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
         snprintf(v->message, sizeof v->message, "%s", tg ? "out of memory" : err);
         goto out;
     }
-    hakx_decode(copy, len, ops, n, &nthreads);
     r->ops = ops;
     r->nops = n;
     r->nthreads = nthreads;
@@ -57,14 +76,20 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     r->whitebox = opt->whitebox && tg->hakmem && hak_counters_snapshot && hak_block_info;
     r->use_lock = opt->mode == HAKX_CONCURRENT;
     pthread_mutex_init(&r->lock, NULL);
-    if (hx_plan(r)) {
+    if (hx_plan_alloc(r)) {
         v->status = HAKX_ERROR;
         snprintf(v->message, sizeof v->message, "out of memory planning %zu ops", n);
         goto out;
     }
-    uint64_t eff = 0;
-    for (size_t i = 0; i < n; i++)
-        eff += r->effective[i];
+    struct hx_planner pl = {r, copy};
+    pthread_t plt;
+    bool pipelined = opt->mode != HAKX_CONCURRENT && n >= HX_PIPELINE_MIN &&
+                     pthread_create(&plt, NULL, planner, &pl) == 0;
+    if (!pipelined) {
+        hakx_decode(copy, len, ops, n, &nthreads);
+        hx_plan_range(r, 0, n);
+        atomic_store_explicit(&r->planned, n, memory_order_release);
+    }
     uint32_t reps = opt->repeats ? opt->repeats : 1;
     r->hooks_left = opt->hooks;
     uint32_t done = 0;
@@ -81,7 +106,16 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
             hx_run_concurrent(r);
         else
             hx_run_lockstep(r);
+        if (pipelined) {
+            pthread_join(plt, NULL);
+            pipelined = false;
+        }
     }
+    if (pipelined) /* no repeat ran */
+        pthread_join(plt, NULL);
+    uint64_t eff = 0;
+    for (size_t i = 0; i < n; i++)
+        eff += r->effective[i];
     v->ops_executed = eff * done;
     v->ops_skipped = (n - eff) * done;
     pthread_mutex_destroy(&r->lock);
