@@ -13,6 +13,20 @@
 
 #define HX_HIDDEN __attribute__((visibility("hidden")))
 
+/* Hot loops (pattern, overlap scan): a wider-vector clone where the CPU has it
+ * (ifunc), plain SSE2 otherwise; none under ASan. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HX_NO_CLONES
+#endif
+#endif
+#if defined(__x86_64__) && defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(HX_NO_CLONES)
+#define HX_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HX_CLONES
+#endif
+
 /* Requests up to this many bytes must succeed; from HX_IMPOSSIBLE on they must fail.
  * The binary format cannot express anything in between (see hakx.h). */
 #define HX_REASONABLE_MAX ((uint64_t)1 << 27)
@@ -55,12 +69,20 @@ HX_HIDDEN size_t hx_verify(const void *p, size_t n, uint64_t seed);
 HX_HIDDEN uint8_t hx_pattern_byte(uint64_t seed, size_t off);
 HX_HIDDEN size_t hx_first_nonzero(const void *p, size_t n);
 
-/* ---- intervals.c: ordered set of live [start, end) */
-struct hx_interval { uintptr_t start, end; int slot; };
-struct hx_intervals { struct hx_interval v[HAKX_SLOTS + 1]; int n; };
-/* Inserts; on overlap returns the index of a clashing interval and does not insert, else -1. */
+/* ---- intervals.c: the live blocks [start, end), at most one per slot, packed in
+ * any order; overlap = any live block intersects (a vectorised scan). */
+struct hx_intervals {
+    int64_t start[HAKX_SLOTS], end[HAKX_SLOTS]; /* user addresses: < 2^63 */
+    int8_t slot_of[HAKX_SLOTS];
+    int8_t pos_of[HAKX_SLOTS]; /* per slot: 1 + its index, 0: none */
+    int n;
+};
+/* Inserts as slot's block; on overlap returns the slot of a clashing block and does
+ * not insert, else -1. */
 HX_HIDDEN int hx_iv_insert(struct hx_intervals *s, uintptr_t start, uintptr_t end, int slot);
-HX_HIDDEN void hx_iv_remove(struct hx_intervals *s, uintptr_t start);
+HX_HIDDEN void hx_iv_remove(struct hx_intervals *s, int slot);
+/* The live block of slot (false: none). */
+HX_HIDDEN bool hx_iv_get(const struct hx_intervals *s, int slot, uintptr_t *start, uintptr_t *end);
 
 /* ---- executor state */
 struct hx_block {

@@ -66,7 +66,9 @@ static bool admit(struct hx_run *r, size_t i, int t, int s, void *p, uint64_t re
         return false;
     hx_lock(r);
     int k = hx_iv_insert(&r->iv, u, u + (b.usable ? b.usable : 1), s);
-    struct hx_interval other = k >= 0 ? r->iv.v[k] : (struct hx_interval){0, 0, 0};
+    struct { uintptr_t start, end; int slot; } other = {0, 0, k};
+    if (k >= 0)
+        hx_iv_get(&r->iv, k, &other.start, &other.end);
     hx_unlock(r);
     if (k >= 0)
         return hx_fail(r, "overlap", (int64_t)i, t, s, p, other.start, u,
@@ -110,7 +112,7 @@ static void forget(struct hx_run *r, int t, const struct hx_block *b)
     if (!b->p)
         return;
     hx_lock(r);
-    hx_iv_remove(&r->iv, (uintptr_t)b->p);
+    hx_iv_remove(&r->iv, (int)(b - r->slots));
     hx_unlock(r);
     if (r->whitebox && b->cls >= 0)
         r->counts[t][b->cls]--;
@@ -181,7 +183,7 @@ static void realloc_op(struct hx_run *r, size_t i, int t, const struct hakx_op *
     bool impossible = o->size >= HX_IMPOSSIBLE;
     hx_lock(r);
     if (old.p)
-        hx_iv_remove(&r->iv, (uintptr_t)old.p);
+        hx_iv_remove(&r->iv, o->slot);
     hx_unlock(r);
     void *q = r->tg->realloc(old.p, o->size);
     if (impossible || !q) {

@@ -6,19 +6,7 @@
 
 #define HX_K 0x9E3779B97F4A7C15ull
 
-/* The fill and verify loops dominate a single-thread run: a wider-vector clone
- * where the CPU has it (ifunc), plain SSE2 otherwise. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HX_NO_CLONES
-#endif
-#endif
-#if defined(__x86_64__) && defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
-    !defined(HX_NO_CLONES)
-#define HX_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HX_CLONES
-#endif
+/* The fill and verify loops dominate a single-thread run: HX_CLONES. */
 
 static inline uint64_t mix(uint64_t x)
 {
