@@ -110,8 +110,11 @@ struct hx_run {
     uint8_t *effective;         /* per op */
     int64_t *next_on_slot;      /* per op: next effective op on the same slot, or -1 */
     int64_t first_on_slot[HAKX_SLOTS];
-    _Atomic size_t planned;     /* ops [0, planned) are decoded and planned */
-    struct { bool occ[HAKX_SLOTS], started[HAKX_MAX_THREADS]; int64_t last[HAKX_SLOTS]; } ps;
+    /* ops [0, planned) are decoded and planned; on a cache line of its own (the
+     * lockstep workers read it before every op while a planner thread advances it) */
+    char pad0[64];
+    _Atomic size_t planned;
+    char pad1[64];
     /* state */
     struct hx_block slots[HAKX_SLOTS];
     struct hx_intervals iv;
@@ -161,8 +164,9 @@ HX_HIDDEN int hx_plan(struct hx_run *r);
 /* The same in steps: hx_plan_alloc, then hx_plan_range over consecutive ranges
  * (r->ops decoded there); hx_plan_ready waits until op i is planned (the lockstep
  * mode runs while a planner thread decodes and plans ahead of it). */
-HX_HIDDEN int hx_plan_alloc(struct hx_run *r);
-HX_HIDDEN void hx_plan_range(struct hx_run *r, size_t from, size_t to);
+struct hx_plan_state { bool occ[HAKX_SLOTS], started[HAKX_MAX_THREADS]; int64_t last[HAKX_SLOTS]; };
+HX_HIDDEN int hx_plan_alloc(struct hx_run *r, struct hx_plan_state *ps);
+HX_HIDDEN void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size_t to);
 static inline void hx_plan_ready(struct hx_run *r, size_t i);
 HX_HIDDEN bool hx_op_uses_slot(uint8_t op);
 /* Total bytes requested (calloc: count * size); true if impossible (overflow or >= HX_IMPOSSIBLE). */

@@ -5,6 +5,7 @@
  * It also chains the effective ops of each slot: the concurrent mode hands a
  * slot's block from one thread to the next along that chain. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -27,7 +28,7 @@ bool hx_op_total(const struct hakx_op *o, uint64_t *total)
     return *total >= HX_IMPOSSIBLE;
 }
 
-int hx_plan_alloc(struct hx_run *r)
+int hx_plan_alloc(struct hx_run *r, struct hx_plan_state *ps)
 {
     size_t n = r->nops;
     r->effective = calloc(n ? n : 1, 1);
@@ -35,28 +36,29 @@ int hx_plan_alloc(struct hx_run *r)
     if (!r->effective || !r->next_on_slot)
         return -1;
     for (int s = 0; s < HAKX_SLOTS; s++) {
-        r->ps.last[s] = r->first_on_slot[s] = -1;
-        r->ps.occ[s] = false;
+        ps->last[s] = r->first_on_slot[s] = -1;
+        ps->occ[s] = false;
     }
     for (int t = 0; t < HAKX_MAX_THREADS; t++)
-        r->ps.started[t] = false;
+        ps->started[t] = false;
     atomic_store(&r->planned, 0);
     return 0;
 }
 
 int hx_plan(struct hx_run *r)
 {
-    if (hx_plan_alloc(r))
+    struct hx_plan_state ps;
+    if (hx_plan_alloc(r, &ps))
         return -1;
-    hx_plan_range(r, 0, r->nops);
+    hx_plan_range(r, &ps, 0, r->nops);
     atomic_store_explicit(&r->planned, r->nops, memory_order_release);
     return 0;
 }
 
-void hx_plan_range(struct hx_run *r, size_t from, size_t to)
+void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size_t to)
 {
-    bool *occ = r->ps.occ, *started = r->ps.started;
-    int64_t *last = r->ps.last;
+    bool *occ = ps->occ, *started = ps->started;
+    int64_t *last = ps->last;
     bool aligned_ok = hx_target_has_aligned(r->tg), hakmem = r->tg->hakmem;
     int64_t dummy;
     /* Branch-free: programs are random, so every branch on the op or the slot's
@@ -94,4 +96,7 @@ void hx_plan_range(struct hx_run *r, size_t from, size_t to)
         last[s] = chain ? (int64_t)i : l;
     }
     (void)dummy;
+    memcpy(ps->occ, occ, sizeof occ);
+    memcpy(ps->started, started, sizeof started);
+    memcpy(ps->last, last, sizeof last);
 }

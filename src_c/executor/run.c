@@ -14,7 +14,7 @@
 #define HX_PIPELINE_MIN 8192
 #define HX_PIPELINE_CHUNK 2048
 
-struct hx_planner { struct hx_run *r; const uint8_t *data; };
+struct hx_planner { struct hx_run *r; const uint8_t *data; struct hx_plan_state ps; };
 
 static void *planner(void *arg)
 {
@@ -23,7 +23,7 @@ static void *planner(void *arg)
     for (size_t i = 0; i < r->nops; i += HX_PIPELINE_CHUNK) {
         size_t end = r->nops - i < HX_PIPELINE_CHUNK ? r->nops : i + HX_PIPELINE_CHUNK;
         hx_decode_range(pl->data, r->nthreads, (struct hakx_op *)r->ops, i, end);
-        hx_plan_range(r, i, end);
+        hx_plan_range(r, &pl->ps, i, end);
         atomic_store_explicit(&r->planned, end, memory_order_release);
     }
     return NULL;
@@ -76,18 +76,18 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     r->whitebox = opt->whitebox && tg->hakmem && hak_counters_snapshot && hak_block_info;
     r->use_lock = opt->mode == HAKX_CONCURRENT;
     pthread_mutex_init(&r->lock, NULL);
-    if (hx_plan_alloc(r)) {
+    struct hx_planner pl = {.r = r, .data = copy};
+    if (hx_plan_alloc(r, &pl.ps)) {
         v->status = HAKX_ERROR;
         snprintf(v->message, sizeof v->message, "out of memory planning %zu ops", n);
         goto out;
     }
-    struct hx_planner pl = {r, copy};
     pthread_t plt;
     bool pipelined = opt->mode != HAKX_CONCURRENT && n >= HX_PIPELINE_MIN &&
                      pthread_create(&plt, NULL, planner, &pl) == 0;
     if (!pipelined) {
         hakx_decode(copy, len, ops, n, &nthreads);
-        hx_plan_range(r, 0, n);
+        hx_plan_range(r, &pl.ps, 0, n);
         atomic_store_explicit(&r->planned, n, memory_order_release);
     }
     uint32_t reps = opt->repeats ? opt->repeats : 1;
