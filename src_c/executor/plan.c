@@ -57,14 +57,22 @@ int hx_plan(struct hx_run *r)
 
 void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size_t to)
 {
-    bool *occ = ps->occ, *started = ps->started;
-    int64_t *last = ps->last;
+    bool occ[HAKX_SLOTS], started[HAKX_MAX_THREADS]; /* local copies: no aliasing */
+    int64_t last[HAKX_SLOTS];
+    memcpy(occ, ps->occ, sizeof occ);
+    memcpy(started, ps->started, sizeof started);
+    memcpy(last, ps->last, sizeof last);
     bool aligned_ok = hx_target_has_aligned(r->tg), hakmem = r->tg->hakmem;
-    int64_t dummy;
+    int64_t dummy, first[HAKX_SLOTS];
+    memcpy(first, r->first_on_slot, sizeof first);
+    /* locals: byte stores into effective[] may alias anything else */
+    const struct hakx_op *restrict ops = r->ops;
+    uint8_t *restrict effective = r->effective;
+    int64_t *restrict next = r->next_on_slot;
     /* Branch-free: programs are random, so every branch on the op or the slot's
      * state would be mispredicted. */
     for (size_t i = from; i < to; i++) {
-        const struct hakx_op *o = &r->ops[i];
+        const struct hakx_op *o = &ops[i];
         unsigned op = o->op, s = o->slot, t = o->thread;
         bool occ_s = occ[s];
         uint64_t total;
@@ -85,17 +93,18 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
         bool eff = cand[op];
         bool allocs = op <= HAKX_OP_ALIGNED; /* malloc, calloc, realloc, aligned_alloc */
         occ[s] = (occ_s | (allocs & eff & !impossible)) & (op != HAKX_OP_FREE);
-        r->effective[i] = eff;
-        r->next_on_slot[i] = -1;
+        effective[i] = eff;
+        next[i] = -1;
         bool starts = eff & (op != HAKX_OP_BARRIER);
         started[t] = starts ? op != HAKX_OP_THREAD_EXIT : started[t];
         bool chain = eff & hx_op_uses_slot((uint8_t)op);
         int64_t l = last[s];
-        int64_t *dst = l < 0 ? &r->first_on_slot[s] : &r->next_on_slot[l];
+        int64_t *dst = l < 0 ? &first[s] : &next[l];
         *(chain ? dst : &dummy) = (int64_t)i;
         last[s] = chain ? (int64_t)i : l;
     }
     (void)dummy;
+    memcpy(r->first_on_slot, first, sizeof first);
     memcpy(ps->occ, occ, sizeof occ);
     memcpy(ps->started, started, sizeof started);
     memcpy(ps->last, last, sizeof last);
