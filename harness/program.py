@@ -13,7 +13,7 @@ Execution rules (the executor's plan, src_c/executor/plan.c):
   realloc on an empty slot is ``realloc(NULL, n)``; a free by a thread other than the
   allocating one is a remote free;
 * sizes are either *reasonable* (total < 2**27, must succeed) or *impossible* (total >=
-  2**46 or calloc overflow, must return NULL); the format cannot express anything between;
+  2**47 or calloc overflow, must return NULL); the format cannot express anything between;
 * ``aligned_alloc`` alignments are 1 B .. 1 MiB (powers of two); the executor raises
   alignments below ``sizeof(void *)`` to 8, so programs exercise alignment, never
   posix_memalign's EINVAL rule; the result must be aligned to max(alignment, 16);
@@ -32,7 +32,7 @@ src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
       1 small  1 + v % 1024          5 raw    v
       2 edge   2**e * (1 + j/4) + d  6 huge   2**64 - 1 - v
                e = 4 + v0 % 21, j = v1 % 4, d = v2 % 3 - 1
-      3 mid    1025 + v % 64512      7 pow2   2**(46 + v0 % 18)
+      3 mid    1025 + v % 64512      7 pow2   2**(47 + v0 % 17)
     aux: calloc count = aux % 5; aligned_alloc alignment = 2**(aux % 21).
 
 :func:`encode` writes the canonical bytes (unused fields zero, the first size selector
@@ -106,7 +106,7 @@ RECORD = 8
 HEADER = 1
 SIZE_MAX = (1 << 64) - 1
 REASONABLE_MAX = 1 << 27
-IMPOSSIBLE_MIN = 1 << 46
+IMPOSSIBLE_MIN = 1 << 47
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
@@ -197,7 +197,7 @@ def decode_size(sel: int, v0: int, v1: int, v2: int) -> int:
         return v
     if sel == 6:
         return SIZE_MAX - v
-    return 1 << (46 + v0 % 18)
+    return 1 << (47 + v0 % 17)
 
 
 def _v(v: int) -> tuple[int, int, int]:
@@ -224,11 +224,11 @@ def encode_size(size: int) -> tuple[int, int, int, int]:
         return (5, *_v(size))
     if SIZE_MAX - (1 << 24) < size <= SIZE_MAX:
         return (6, *_v(SIZE_MAX - size))
-    if size > 0 and size & (size - 1) == 0 and 46 <= size.bit_length() - 1 <= 63:
-        return (7, size.bit_length() - 1 - 46, 0, 0)
+    if size > 0 and size & (size - 1) == 0 and 47 <= size.bit_length() - 1 <= 63:
+        return (7, size.bit_length() - 1 - 47, 0, 0)
     raise ValueError(
         f"size {size} is not representable: use 0 .. 2**24-1, a class edge 2**e*(1+j/4)+-1 "
-        "(e <= 24), 2**64-1-v (v < 2**24) or 2**k (46 <= k <= 63)"
+        "(e <= 24), 2**64-1-v (v < 2**24) or 2**k (47 <= k <= 63)"
     )
 
 
@@ -244,7 +244,7 @@ def interesting_sizes(class_sizes: Iterable[int] = ()) -> list[int]:
     """Sizes that reach every region: zero, tiny, class edges +-1, mid, large, impossible."""
     out = {0, 1, 8, 15, 16, 17, 24, 100, 1023, 1024, 1025, 4096, 65535, 65536, 65537,
            100_000, 1 << 20, (1 << 20) + 1, 3 << 20, 8 << 20, SIZE_MAX, SIZE_MAX - 15,
-           1 << 46, 1 << 63}
+           1 << 47, 1 << 63}
     for c in class_sizes:
         out.update({c - 1, c, c + 1})
     return sorted(s for s in out if representable(s))
@@ -479,7 +479,7 @@ def random_program(
         elif k < 0.98:
             s = rng.randint(65537, max_size)
         else:
-            s = rng.choice((SIZE_MAX, SIZE_MAX - rng.randrange(64), 1 << rng.randint(46, 63)))
+            s = rng.choice((SIZE_MAX, SIZE_MAX - rng.randrange(64), 1 << rng.randint(47, 63)))
         return s if representable(s) else 48
 
     out = []

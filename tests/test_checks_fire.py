@@ -73,8 +73,8 @@ def test_black_box_checks_fire_in_a_child_too(release, fxdir) -> None:
 
 
 def test_impossible_request_must_fail(release, fxdir) -> None:
-    # fx_good serves up to 1 GiB; 2**46 is impossible -> NULL expected, and passes
-    p = Program(1, (Op("malloc", 0, 0, 1 << 46), Op("calloc", 0, 1, 1 << 63, count=2),
+    # fx_good serves up to 1 GiB; 2**47 is impossible -> NULL expected, and passes
+    p = Program(1, (Op("malloc", 0, 0, 1 << 47), Op("calloc", 0, 1, 1 << 63, count=2),
                     Op("malloc", 0, 2, 0), Op("free", 0, 2)))
     v = run_program(release.lib, p, target=build_fixture("good", fxdir), prefix="fx_")
     assert v.passed, v.describe()

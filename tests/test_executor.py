@@ -53,7 +53,7 @@ def test_random_programs_pass_white_box(rlib, mode) -> None:
 def test_skips_follow_the_plan(rlib) -> None:
     p = Program(2, (Op("free", 0, 1), Op("write", 1, 1), Op("malloc", 0, 1, 10),
                     Op("malloc", 1, 1, 10), Op("thread_exit", 1), Op("free", 1, 1),
-                    Op("thread_exit", 1), Op("realloc", 0, 2, 30), Op("malloc", 0, 3, 1 << 46),
+                    Op("thread_exit", 1), Op("realloc", 0, 2, 30), Op("malloc", 0, 3, 1 << 47),
                     Op("free", 0, 3)))
     v = run_program(rlib, p)
     assert v.passed, v.describe()

@@ -25,7 +25,7 @@ threads = st.integers(0, THREADS - 1)
 sizes = st.one_of(
     st.integers(0, 1024),
     st.sampled_from([15, 16, 17, 127, 128, 129, 1023, 1025, 4095, 4096, 4097, 65535, 65536,
-                     65537, 1 << 20, (1 << 20) + 1, prog.SIZE_MAX, 1 << 46]),
+                     65537, 1 << 20, (1 << 20) + 1, prog.SIZE_MAX, 1 << 47]),
     st.integers(1025, 65536),
     st.integers(65537, 3 << 20),
 )

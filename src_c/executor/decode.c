@@ -23,7 +23,7 @@ uint64_t hx_decode_size(uint8_t sel, uint8_t v0, uint8_t v1, uint8_t v2)
     case 6:
         return UINT64_MAX - v;
     default:
-        return (uint64_t)1 << (46 + v0 % 18);
+        return (uint64_t)1 << (47 + v0 % 17);
     }
 }
 

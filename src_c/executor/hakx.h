@@ -18,7 +18,7 @@
  *          4 large  65537 + v % 8323072                     (64 KiB+1 .. 8 MiB)
  *          5 raw    v                                       (0 .. 16 MiB-1)
  *          6 huge   SIZE_MAX - v                            (impossible: overflow edges)
- *          7 pow2   2^(46 + v0 % 18)                        (impossible: > address space)
+ *          7 pow2   2^(47 + v0 % 17)                        (impossible: > address space)
  *     r[7] aux: aligned_alloc: alignment = 2^(r[7] % 21) (1 B .. 1 MiB);
  *               calloc: count = r[7] % 5 (0 .. 4); ignored otherwise.
  *   Fields an opcode does not use decode to 0 (the canonical encoding writes 0).

@@ -30,7 +30,7 @@
 /* Requests up to this many bytes must succeed; from HX_IMPOSSIBLE on they must fail.
  * The binary format cannot express anything in between (see hakx.h). */
 #define HX_REASONABLE_MAX ((uint64_t)1 << 27)
-#define HX_IMPOSSIBLE ((uint64_t)1 << 46)
+#define HX_IMPOSSIBLE ((uint64_t)1 << 47)
 #define HX_MAIN_THREAD HAKX_MAX_THREADS /* index of the executor's own thread in counts */
 #define HX_COUNT_SLOTS (HAK_NUM_CLASSES + 1) /* last: large */
 
