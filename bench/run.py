@@ -122,11 +122,11 @@ class VerifyError(Exception):
 def build(cc: str, names: list[str], log=print) -> None:
     """Compile bench/src/NAME.c -> bench/bin/NAME when its inputs changed.
 
-    Staleness is decided by a hash of the source, the shared header, the compiler
+    Staleness is decided by a hash of the source, the shared headers, the compiler
     identity and the flags (stored next to the binary), not by mtime alone.
     """
     BIN.mkdir(parents=True, exist_ok=True)
-    header = (SRC / "bench_common.h").read_bytes()
+    header = b"".join(h.read_bytes() for h in sorted(SRC.glob("*.h")))
     cc_path = shutil.which(cc)
     if cc_path is None:
         raise SystemExit(f"error: compiler '{cc}' not found (set CC or --cc)")
