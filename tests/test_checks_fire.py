@@ -7,9 +7,11 @@ release build, each in a fresh child process."""
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
-from harness.binding import run_program
+from harness.binding import load, run_program
 from harness.executor import replay
 from harness.program import Op, Program
 from tests.fixtures.fxlib import build_fixture
@@ -70,6 +72,25 @@ def test_black_box_checks_fire_in_a_child_too(release, fxdir) -> None:
     out = replay(PROGRAM, release, target=build_fixture("corrupt", fxdir), prefix="fx_",
                  timeout=60)
     assert out.name == "integrity", out.describe()
+
+
+def test_integrity_sees_one_flipped_byte_anywhere(release, fxdir) -> None:
+    """A single damaged bit in a block is reported at that byte, wherever it lies (the
+    pattern check is vectorised: its head, body and tail must all be covered)."""
+    path = build_fixture("flip", fxdir)
+    fx = ctypes.CDLL(str(path))
+    fx.fx_armed_block.restype = ctypes.c_void_p
+    lib = load(release.lib)
+    for size in (*range(1, 49), 255, 256, 257, 1000, 4095, 4096, 4097):
+        p = Program(1, (Op("malloc", 0, 0, size), Op("malloc", 0, 1, 16), Op("free", 0, 0)))
+        # every byte of small blocks; the head, middle and tail (a 32-byte vector and
+        # its remainder on each side) of larger ones
+        offsets = sorted({*range(min(size, 33)), size // 2, *range(max(0, size - 33), size)})
+        for offset in offsets:
+            fx.fx_arm(offset)
+            v = run_program(lib, p, target=str(path), prefix="fx_")
+            assert v.check == "integrity", f"size {size} offset {offset}: {v.describe()}"
+            assert v.pointer - fx.fx_armed_block() == offset, v.describe()
 
 
 def test_impossible_request_must_fail(release, fxdir) -> None:

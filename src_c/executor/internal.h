@@ -14,9 +14,12 @@
 #define HX_HIDDEN __attribute__((visibility("hidden")))
 
 /* Hot loops (pattern, overlap scan): a wider-vector clone where the CPU has it
- * (ifunc), plain SSE2 otherwise; none under ASan. */
+ * (ifunc), plain SSE2 otherwise. None under ASan or TSan: the ifunc resolver is
+ * instrumented and runs during relocation, before the sanitizer runtime is
+ * initialised, which crashes any program that links the library (SIGSEGV in
+ * __tsan_func_entry from dl_relocate_object). */
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define HX_NO_CLONES
 #endif
 #endif
