@@ -11,25 +11,18 @@
 #if HAK_DEBUG
 /* Debug builds: a double free or an interior pointer is reported, never
  * absorbed. Linear scans: debug builds trade speed for a precise report. */
-static bool chain_holds(void *head, void *block, uint32_t limit)
-{
-    for (uint32_t i = 0; head && i <= limit; i++, head = hak_next_get(head))
-        if (head == block)
-            return true;
-    return false;
-}
-
 static void check_free(struct hak_slab *slab, void *user, void *base)
 {
     struct hak_heap *heap = hak_tl_heap;
-    if (user != base && !atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
+    uintptr_t start = hak_block_base(slab, (uintptr_t)user);
+    if ((uintptr_t)user != start && !atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
         hak_report_misuse("free of a pointer inside a block", user);
     if (hak_block_index(slab, (uintptr_t)base) >= slab->carved)
         hak_report_misuse("free of a never-allocated block", user);
     if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap)
         return;
-    if (chain_holds(heap->tc[slab->size_class].head, base, heap->tc[slab->size_class].count) ||
-        chain_holds(slab->free, base, slab->free_len))
+    if (hak_chain_holds(heap->tc[slab->size_class].head, base, heap->tc[slab->size_class].count) ||
+        hak_chain_holds(slab->free, base, slab->free_len))
         hak_report_misuse("double free", user);
 }
 #endif

@@ -222,6 +222,16 @@ static inline void hak_next_set(void *block, void *next)
     hak_poison(block, sizeof(void *));
 }
 
+/* Is `block` on the free chain starting at `head` (looked at for at most
+ * limit + 1 links, so a looping chain ends)? Debug and introspection only. */
+static inline bool hak_chain_holds(void *head, const void *block, uint64_t limit)
+{
+    for (uint64_t i = 0; head && i <= limit; i++, head = hak_next_get(head))
+        if (head == block)
+            return true;
+    return false;
+}
+
 /* ---- os.c ---- */
 void *hak_os_map(size_t size);
 void *hak_os_map_aligned(size_t size, size_t align);

@@ -14,26 +14,19 @@ HAK_API const char *hak_injected_bug(void)
     return HAK_INJECT_NAME;
 }
 
-static bool chain_holds(void *head, uintptr_t block, uint64_t limit)
-{
-    for (uint64_t i = 0; head && i <= limit; i++, head = hak_next_get(head))
-        if ((uintptr_t)head == block)
-            return true;
-    return false;
-}
-
 /* Where a carved block is: on a cache, a free list, a remote list, or live.
  * Caller holds the heap lock. */
 static int carved_state(const struct hak_slab *slab, uintptr_t base)
 {
     for (struct hak_heap *h = hak_heaps; h; h = h->next)
-        if (chain_holds(h->tc[slab->size_class].head, base, h->tc[slab->size_class].count))
+        if (hak_chain_holds(h->tc[slab->size_class].head, (void *)base,
+                            h->tc[slab->size_class].count))
             return HAK_STATE_THREAD_CACHE;
-    if (chain_holds(slab->free, base, slab->free_len))
+    if (hak_chain_holds(slab->free, (void *)base, slab->free_len))
         return HAK_STATE_SLAB_FREE;
     void *remote = atomic_load_explicit(&((struct hak_slab *)slab)->remote_head,
                                         memory_order_acquire);
-    if (chain_holds(remote, base, slab->capacity))
+    if (hak_chain_holds(remote, (void *)base, slab->capacity))
         return HAK_STATE_REMOTE;
     return HAK_STATE_LIVE;
 }
