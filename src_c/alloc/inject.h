@@ -22,9 +22,12 @@
 #define HAK_INJECT_DOUBLE_CONVERSION 0
 #endif
 
-/* stale_refill (heap.c): a refill that moves on to another slab still names
- * the slab it started with, so the batch's `active` is credited to the old
- * slab's superslab. Seen by: heap_check (active != sum of used), counters. */
+/* stale_refill (heap.c): a refill that exhausts its slab and moves on to
+ * another still names the slab it started with, so the batch's `used` is
+ * credited to the old slab (and `active` to the old slab's superslab when the
+ * new slab lies in another one). Seen by: heap_check (used + free != carved,
+ * active != sum of used), counters; later frees can underflow the new slab's
+ * `used` and release it while blocks are live (overlap). */
 #ifndef HAK_INJECT_STALE_REFILL
 #define HAK_INJECT_STALE_REFILL 0
 #endif
