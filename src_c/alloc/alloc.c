@@ -12,10 +12,11 @@ static inline void *alloc_class(int size_class)
 {
     struct hak_heap *heap = hak_tl_heap;
     struct hak_tcache *tc = &heap->tc[size_class];
-    void *p = tc->head;
-    if (HAK_LIKELY(p != NULL)) {
-        tc->head = hak_next_get(p);
-        tc->count--;
+    void **top = tc->top;
+    void *p;
+    if (HAK_LIKELY(top != tc->base)) {
+        p = *--top;
+        tc->top = top;
     } else {
         p = hak_tcache_refill(heap, size_class);
         if (HAK_UNLIKELY(!p)) {

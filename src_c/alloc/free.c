@@ -21,7 +21,7 @@ static void check_free(struct hak_slab *slab, void *user, void *base)
         hak_report_misuse("free of a never-allocated block", user);
     if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap)
         return;
-    if (hak_chain_holds(heap->tc[slab->size_class].head, base, heap->tc[slab->size_class].count) ||
+    if (hak_tcache_holds(&heap->tc[slab->size_class], base) ||
         hak_chain_holds(slab->free, base, slab->free_len))
         hak_report_misuse("double free", user);
 }
@@ -63,10 +63,13 @@ HAK_API void hak_free(void *ptr)
     struct hak_heap *heap = hak_tl_heap;
     if (HAK_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap)) {
         struct hak_tcache *tc = &heap->tc[slab->size_class];
-        hak_next_set(base, tc->head);
-        tc->head = base;
-        if (HAK_UNLIKELY(++tc->count > tc->limit))
-            hak_tcache_flush(heap, slab->size_class, tc->limit / 2);
+        void **top = tc->top;
+        if (HAK_LIKELY(top != tc->end)) {
+            *top = base;
+            tc->top = top + 1;
+            return;
+        }
+        hak_tcache_push_full(heap, slab->size_class, base);
         return;
     }
     hak_remote_push(slab, base);

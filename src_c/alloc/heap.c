@@ -28,7 +28,16 @@ static uint64_t heap_serial;
 static struct hak_slab_list abandoned[HAK_CLASSES];
 static _Atomic uint64_t abandoned_count;
 
-enum { HEAP_ARENA_BYTES = 64 * 1024 };
+enum { HEAP_ARENA_BYTES = 256 * 1024 };
+
+/* A heap with its cache slots: every class's limit, summed. */
+static size_t heap_bytes(void)
+{
+    size_t slots = 0;
+    for (int c = 0; c < HAK_CLASSES; c++)
+        slots += hak_class_tcache_limit[c];
+    return (sizeof(struct hak_heap) + slots * sizeof(void *) + 63) & ~(size_t)63;
+}
 
 static struct hak_heap *heap_struct_alloc(void)
 {
@@ -37,7 +46,7 @@ static struct hak_heap *heap_struct_alloc(void)
         free_heaps = h->next;
         return h;
     }
-    size_t sz = (sizeof(struct hak_heap) + 63) & ~(size_t)63;
+    size_t sz = heap_bytes();
     if (heap_arena_left < sz) {
         heap_arena = hak_os_map(HEAP_ARENA_BYTES);
         if (!heap_arena)
@@ -63,8 +72,12 @@ struct hak_heap *hak_heap_get(void)
     heap = heap_struct_alloc();
     if (heap) {
         memset(heap, 0, sizeof *heap);
-        for (int c = 0; c < HAK_CLASSES; c++)
-            heap->tc[c].limit = hak_class_tcache_limit[c];
+        void **slot = heap->slots;
+        for (int c = 0; c < HAK_CLASSES; c++) {
+            heap->tc[c].top = heap->tc[c].base = slot;
+            slot += hak_class_tcache_limit[c];
+            heap->tc[c].end = slot;
+        }
         heap->serial = ++heap_serial;
         heap->next = hak_heaps;
         if (hak_heaps)
@@ -168,8 +181,9 @@ static struct hak_slab *acquire_slab(struct hak_heap *heap, int size_class)
     return slab;
 }
 
-/* The thread cache of this class is empty: take a batch from owned slabs and
- * return one block of it (still poisoned). NULL when memory is exhausted. */
+/* The thread cache of this class is empty: fill it with a batch from owned
+ * slabs and return one block of it (still poisoned). NULL when memory is
+ * exhausted. */
 void *hak_tcache_refill(struct hak_heap *heap, int size_class)
 {
     if (heap == &hak_heap_empty) {
@@ -178,7 +192,7 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
             return NULL;
     }
     struct hak_tcache *tc = &heap->tc[size_class];
-    uint32_t want = tc->limit / 2 + 1;
+    uint32_t want = (uint32_t)(tc->end - tc->base) / 2 + 1;
     struct hak_slab *started = heap->partial[size_class].head;
     for (;;) {
         struct hak_slab *slab = heap->partial[size_class].head;
@@ -186,22 +200,14 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
             slab = acquire_slab(heap, size_class);
         if (!slab)
             return NULL;
-        void *head, *tail;
-        uint32_t n = hak_slab_take(slab, want, &head, &tail);
+        uint32_t n = hak_slab_take(slab, want, tc->base);
         if (HAK_INJECT_STALE_REFILL && n && started && started != slab) {
-            slab->used -= n;
-            started->used += n;
             atomic_fetch_sub_explicit(&slab->ss->active, n, memory_order_relaxed);
             atomic_fetch_add_explicit(&started->ss->active, n, memory_order_relaxed);
         }
         if (n) {
-            void *rest = hak_next_get(head);
-            if (rest) {
-                hak_next_set(tail, tc->head);
-                tc->head = rest;
-                tc->count += n - 1;
-            }
-            return head;
+            tc->top = tc->base + n - 1;
+            return *tc->top;
         }
         hak_list_remove(&heap->partial[size_class], slab);
         slab->full = true;
@@ -209,28 +215,42 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
     }
 }
 
-/* Returns cached blocks of one class to their slabs until `keep` remain,
- * handing consecutive blocks of one slab back as one chain. */
+/* Returns the oldest cached blocks of one class to their slabs until `keep`
+ * remain (the newest, likeliest still in cache), linking consecutive blocks
+ * of one slab into one chain. */
 void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep)
 {
     struct hak_tcache *tc = &heap->tc[size_class];
-    while (tc->count > keep) {
-        void *head = tc->head;
+    uint32_t count = hak_tcache_count(tc);
+    if (count <= keep)
+        return;
+    uint32_t out = count - keep;
+    void **slot = tc->base;
+    for (uint32_t i = 0; i < out;) {
+        void *head = slot[i];
         struct hak_slab *slab = hak_slab_in(hak_superslab_of(head), head);
+        uintptr_t span = (uintptr_t)slab->capacity * slab->block_size;
         void *tail = head;
         uint32_t n = 1;
-        void *next = hak_next_get(head);
-        while (tc->count - n > keep && next &&
-               (uintptr_t)next - slab->start < (uintptr_t)slab->capacity * slab->block_size) {
-            tail = next;
+        while (i + n < out && (uintptr_t)slot[i + n] - slab->start < span) {
+            hak_next_set(tail, slot[i + n]);
+            tail = slot[i + n];
             n++;
-            next = hak_next_get(tail);
         }
-        tc->head = next;
-        tc->count -= n;
+        i += n;
         hak_slab_put_chain(slab, head, tail, n);
         slab_refilled(heap, slab);
     }
+    memmove(slot, slot + out, keep * sizeof *slot);
+    tc->top = slot + keep;
+}
+
+/* free() found the cache full: return its older half, then cache `block`. */
+void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block)
+{
+    struct hak_tcache *tc = &heap->tc[size_class];
+    hak_tcache_flush(heap, size_class, (uint32_t)(tc->end - tc->base) / 2);
+    *tc->top++ = block;
 }
 
 /* Drains every owned slab, moving refilled ones to partial and releasing

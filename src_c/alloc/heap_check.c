@@ -31,45 +31,64 @@ __attribute__((format(printf, 3, 4))) static void fail(struct walk *w, uintptr_t
     va_end(ap);
 }
 
-/* Walks one free chain of `slab`, marking blocks; returns how many it found.
- * steps == 0: the chain is the slab's own (free or remote list), and any
- * block outside the slab is an error. steps > 0: a thread cache, which mixes
- * slabs; only this slab's blocks are marked, over at most `steps` links. */
+/* Marks block address `a` of `slab` as found free on `what`; false (and the
+ * first violation reported) when it is not a block boundary or was already
+ * found free. */
+static bool mark_free(struct walk *w, const struct hak_slab *slab, uintptr_t a, const char *what)
+{
+    uint32_t i = hak_block_index(slab, a);
+    if (slab->start + (uintptr_t)i * slab->block_size != a) {
+        fail(w, a, "slab %#lx (class %u, %u B): %s holds %#lx, not a block boundary",
+             (unsigned long)slab->start, slab->size_class, slab->block_size, what,
+             (unsigned long)a);
+        return false;
+    }
+    if (w->seen[i / 8] & (1u << (i % 8))) {
+        fail(w, a, "slab %#lx (class %u): block %u (%#lx) found free twice (again on %s)",
+             (unsigned long)slab->start, slab->size_class, i, (unsigned long)a, what);
+        return false;
+    }
+    w->seen[i / 8] |= (uint8_t)(1u << (i % 8));
+    return true;
+}
+
+static uintptr_t carved_end(const struct hak_slab *slab)
+{
+    return slab->start + (uintptr_t)slab->carved * slab->block_size;
+}
+
+/* Walks one of the slab's own free chains (free or remote list), marking
+ * blocks; every block must be a carved block of the slab. Returns how many it
+ * found. A looping chain ends at the first block found twice. */
 static uint32_t walk_chain(struct walk *w, const struct hak_slab *slab, void *head,
-                           const char *what, uint64_t steps)
+                           const char *what)
 {
     uint32_t n = 0;
-    bool only_this_slab = steps != 0;
-    uintptr_t end = slab->start + (uintptr_t)slab->carved * slab->block_size;
-    for (void *b = head; b && (!only_this_slab || steps--); b = hak_next_get(b)) {
+    uintptr_t end = carved_end(slab);
+    for (void *b = head; b; b = hak_next_get(b)) {
         uintptr_t a = (uintptr_t)b;
-        bool inside = a >= slab->start && a < end;
-        if (only_this_slab && !inside) {
-            if (!hak_superslab_of(b))
-                break; /* not followed: check_thread_cache reports it */
-            continue;
-        }
-        if (!inside) {
+        if (a < slab->start || a >= end) {
             fail(w, a, "slab %#lx (class %u): %s holds %#lx, outside its carved blocks",
                  (unsigned long)slab->start, slab->size_class, what, (unsigned long)a);
             return n;
         }
-        uint32_t i = hak_block_index(slab, a);
-        if (slab->start + (uintptr_t)i * slab->block_size != a) {
-            fail(w, a, "slab %#lx (class %u, %u B): %s holds %#lx, not a block boundary",
-                 (unsigned long)slab->start, slab->size_class, slab->block_size, what,
-                 (unsigned long)a);
+        if (!mark_free(w, slab, a, what))
             return n;
-        }
-        if (w->seen[i / 8] & (1u << (i % 8))) {
-            fail(w, a, "slab %#lx (class %u): block %u (%#lx) found free twice (again on %s)",
-                 (unsigned long)slab->start, slab->size_class, i, (unsigned long)a, what);
-            return n;
-        }
-        w->seen[i / 8] |= (uint8_t)(1u << (i % 8));
         n++;
     }
     return n;
+}
+
+/* Marks the blocks of `slab` on a thread cache, which mixes slabs (blocks of
+ * other slabs are check_thread_cache's business). */
+static void walk_cache(struct walk *w, const struct hak_slab *slab, const struct hak_tcache *tc)
+{
+    uintptr_t end = carved_end(slab);
+    for (void **slot = tc->base; slot < tc->top; slot++) {
+        uintptr_t a = (uintptr_t)*slot;
+        if (a >= slab->start && a < end && !mark_free(w, slab, a, "its owner's thread cache"))
+            return;
+    }
 }
 
 static bool list_holds(const struct hak_slab_list *list, const struct hak_slab *slab)
@@ -128,14 +147,13 @@ static uint64_t check_slab(struct walk *w, struct hak_superslab *ss, unsigned fi
         fail(w, start, "slab %#lx (class %d): carved %u > capacity %u", (unsigned long)start, c,
              slab->carved, slab->capacity);
     memset(w->seen, 0, sizeof w->seen);
-    uint32_t nfree = walk_chain(w, slab, slab->free, "the local free list", 0);
+    uint32_t nfree = walk_chain(w, slab, slab->free, "the local free list");
     void *remote = atomic_load_explicit(&slab->remote_head, memory_order_acquire);
-    uint32_t nremote = walk_chain(w, slab, remote, "the remote list", 0);
+    uint32_t nremote = walk_chain(w, slab, remote, "the remote list");
     uint32_t pending = atomic_load_explicit(&slab->remote_pending, memory_order_relaxed);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
     if (owner && heap_alive(owner))
-        walk_chain(w, slab, owner->tc[c].head, "its owner's thread cache",
-                   (uint64_t)owner->tc[c].count + 1);
+        walk_cache(w, slab, &owner->tc[c]);
     if (nfree != slab->free_len)
         fail(w, start, "slab %#lx (class %d): free list holds %u blocks, free_len says %u",
              (unsigned long)start, c, nfree, slab->free_len);
@@ -191,12 +209,22 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
              (unsigned long long)active, (unsigned long long)used);
 }
 
-/* Every cached block belongs to a slab the heap owns, of the cache's class. */
+/* The cache's stack lies within its slots, and every cached block belongs to
+ * a slab the heap owns, of the cache's class. */
 static void check_thread_cache(struct walk *w, struct hak_heap *heap, int c)
 {
     struct hak_tcache *tc = &heap->tc[c];
-    uint32_t n = 0;
-    for (void *b = tc->head; b && n <= tc->count; b = hak_next_get(b), n++) {
+    if (tc->top < tc->base || tc->top > tc->end ||
+        tc->end - tc->base != hak_class_tcache_limit[c]) {
+        fail(w, (uintptr_t)tc->base,
+             "heap %llu: thread cache of class %d: top %+td, end %+td slots from its base "
+             "(limit %u)",
+             (unsigned long long)heap->serial, c, tc->top - tc->base, tc->end - tc->base,
+             hak_class_tcache_limit[c]);
+        return;
+    }
+    for (void **slot = tc->base; slot < tc->top; slot++) {
+        void *b = *slot;
         struct hak_superslab *ss = hak_superslab_of(b);
         struct hak_slab *slab = ss ? hak_slab_in(ss, b) : NULL;
         if (!slab || slab->size_class != c ||
@@ -208,9 +236,6 @@ static void check_thread_cache(struct walk *w, struct hak_heap *heap, int c)
             return;
         }
     }
-    if (n != tc->count)
-        fail(w, (uintptr_t)tc->head, "heap %llu: thread cache of class %d holds %u%s blocks, count says %u",
-             (unsigned long long)heap->serial, c, n, n > tc->count ? "+" : "", tc->count);
 }
 
 HAK_API int hak_heap_check(struct hak_heap_report *report)

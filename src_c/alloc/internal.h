@@ -118,13 +118,31 @@ struct hak_superslab {
     struct hak_slab slabs[HAK_UNITS];
 };
 
-/* Thread cache of one class: a bounded singly linked list of free blocks of
- * slabs this heap owns. Blocks on it count as `used` in their slab. */
+/* Thread cache of one class: a bounded stack of free blocks of slabs this heap
+ * owns. It lives in the heap's slot array, not linked through the blocks, so
+ * malloc and free touch no block memory (a cold freed block is never written,
+ * a fresh carve never touched) and update one word: the count is top - base,
+ * not a second counter in a store-to-load chain. Blocks on it count as `used`
+ * in their slab. */
 struct hak_tcache {
-    void *head;
-    uint32_t count;
-    uint32_t limit;
+    void **top;     /* one past the most recently cached block */
+    void **base;    /* empty when top == base */
+    void **end;     /* full when top == end (base + the class's limit) */
 };
+
+static inline uint32_t hak_tcache_count(const struct hak_tcache *tc)
+{
+    return (uint32_t)(tc->top - tc->base);
+}
+
+/* Debug and introspection only. */
+static inline bool hak_tcache_holds(const struct hak_tcache *tc, const void *block)
+{
+    for (void **slot = tc->base; slot < tc->top; slot++)
+        if (*slot == block)
+            return true;
+    return false;
+}
 
 struct hak_slab_list {
     struct hak_slab *head;
@@ -137,6 +155,7 @@ struct hak_heap {
     uint64_t serial;
     struct hak_heap *next;  /* heap list (heap lock) */
     struct hak_heap *prev;
+    void *slots[];          /* every class's cache: tc[c].base .. tc[c].end */
 };
 
 /* ---- size classes (size_class.c) ---- */
@@ -254,7 +273,7 @@ uintptr_t hak_superslab_header_bytes(void);
 /* ---- slab.c ---- */
 void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned first_unit,
                      unsigned units, int size_class);
-uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **head, void **tail);
+uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **out);
 void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t n);
 
 /* ---- remote.c ---- */
@@ -268,6 +287,7 @@ extern struct hak_heap *hak_heaps;    /* heap lock */
 struct hak_heap *hak_heap_get(void);
 void *hak_tcache_refill(struct hak_heap *heap, int size_class);
 void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep);
+void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block);
 void hak_heap_flush_all(struct hak_heap *heap);
 void hak_heap_abandon(struct hak_heap *heap);
 void hak_heap_adopt_abandoned(struct hak_heap *heap, int size_class);

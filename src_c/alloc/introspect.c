@@ -19,8 +19,7 @@ HAK_API const char *hak_injected_bug(void)
 static int carved_state(const struct hak_slab *slab, uintptr_t base)
 {
     for (struct hak_heap *h = hak_heaps; h; h = h->next)
-        if (hak_chain_holds(h->tc[slab->size_class].head, (void *)base,
-                            h->tc[slab->size_class].count))
+        if (hak_tcache_holds(&h->tc[slab->size_class], (void *)base))
             return HAK_STATE_THREAD_CACHE;
     if (hak_chain_holds(slab->free, (void *)base, slab->free_len))
         return HAK_STATE_SLAB_FREE;
@@ -98,7 +97,7 @@ HAK_API void hak_counters_snapshot(struct hak_counters *out)
     for (struct hak_heap *h = hak_heaps; h; h = h->next) {
         out->heaps++;
         for (int c = 0; c < HAK_CLASSES; c++)
-            out->cls[c].thread_cached += h->tc[c].count;
+            out->cls[c].thread_cached += hak_tcache_count(&h->tc[c]);
     }
     hak_pool_lock();
     for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next) {

@@ -33,71 +33,46 @@ void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned f
     slab->ss = ss;
 }
 
-/* Cuts up to `want` never-used blocks from the bump region, linked. */
-static uint32_t carve(struct hak_slab *slab, uint32_t want, void **head, void **tail)
+/* Cuts up to `want` never-used blocks from the bump region into out[],
+ * lowest address last (a thread cache pops it first). The blocks themselves
+ * are not touched: their pages stay untouched until the caller writes. */
+static uint32_t carve(struct hak_slab *slab, uint32_t want, void **out)
 {
     uint32_t n = slab->capacity - slab->carved;
     if (n > want)
         n = want;
-    if (n == 0)
-        return 0;
-    uint8_t *first = (uint8_t *)slab->start + (size_t)slab->carved * slab->block_size;
-    uint8_t *block = first;
-    for (uint32_t i = 1; i < n; i++) {
-        uint8_t *next = block + slab->block_size;
-        hak_next_set(block, next);
-        block = next;
+    uintptr_t block = slab->start + (uintptr_t)(slab->carved + n) * slab->block_size;
+    for (uint32_t i = 0; i < n; i++) {
+        block -= slab->block_size;
+        out[i] = (void *)block;
     }
-    hak_next_set(block, NULL);
     slab->carved += n;
-    *head = first;
-    *tail = block;
     return n;
 }
 
-/* Cuts up to `want` blocks off the local free list, linked. */
-static uint32_t take_free(struct hak_slab *slab, uint32_t want, void **head, void **tail)
+/* Moves up to `want` blocks off the local free list into out[]. */
+static uint32_t take_free(struct hak_slab *slab, uint32_t want, void **out)
 {
-    void *first = slab->free;
-    void *last = first;
+    void *block = slab->free;
     uint32_t n = 0;
-    if (!first)
-        return 0;
-    for (n = 1; n < want; n++) {
-        void *next = hak_next_get(last);
-        if (!next)
-            break;
-        last = next;
+    while (block && n < want) {
+        out[n++] = block;
+        block = hak_next_get(block);
     }
-    slab->free = hak_next_get(last);
-    hak_next_set(last, NULL);
+    slab->free = block;
     slab->free_len -= n;
-    *head = first;
-    *tail = last;
     return n;
 }
 
-/* Takes up to `want` blocks for a thread cache: free list first (after
- * draining remote frees into it when it is empty), then the bump region. The
- * chain is linked head..tail; the count taken is returned. */
-uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **head, void **tail)
+/* Takes up to `want` blocks for a thread cache into out[0..n): free list
+ * first (after draining remote frees into it when it is empty), then the bump
+ * region. Returns n. */
+uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **out)
 {
     if (!slab->free && atomic_load_explicit(&slab->remote_pending, memory_order_relaxed))
         hak_remote_drain(slab);
-    uint32_t n = take_free(slab, want, head, tail);
-    uint32_t from_free = n;
-    if (n < want) {
-        void *chead, *ctail;
-        uint32_t c = carve(slab, want - n, &chead, &ctail);
-        if (c) {
-            if (n)
-                hak_next_set(*tail, chead);
-            else
-                *head = chead;
-            *tail = ctail;
-            n += c;
-        }
-    }
+    uint32_t from_free = take_free(slab, want, out);
+    uint32_t n = from_free + carve(slab, want - from_free, out + from_free);
     slab->used += HAK_INJECT_MISSING_USED_ADD ? n - from_free : n;
     atomic_fetch_add_explicit(&slab->ss->active, n, memory_order_relaxed);
     return n;
