@@ -8,22 +8,28 @@
 
 #include "internal.h"
 
+/* The cache is empty. Out of line, so that the fast path keeps no frame and
+ * ends in a tail call. */
+__attribute__((noinline)) static void *alloc_refill(struct hak_heap *heap, int size_class)
+{
+    void *p = hak_tcache_refill(heap, size_class);
+    if (HAK_UNLIKELY(!p)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    hak_unpoison(p, hak_class_size[size_class]);
+    return p;
+}
+
 static inline void *alloc_class(int size_class)
 {
     struct hak_heap *heap = hak_tl_heap;
     struct hak_tcache *tc = &heap->tc[size_class];
     void **top = tc->top;
-    void *p;
-    if (HAK_LIKELY(top != tc->base)) {
-        p = *--top;
-        tc->top = top;
-    } else {
-        p = hak_tcache_refill(heap, size_class);
-        if (HAK_UNLIKELY(!p)) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
+    if (HAK_UNLIKELY(top == tc->base))
+        return alloc_refill(heap, size_class);
+    void *p = *--top;
+    tc->top = top;
     hak_unpoison(p, hak_class_size[size_class]);
     return p;
 }
@@ -35,7 +41,9 @@ void *hak_alloc_class(int size_class)
 
 HAK_API void *hak_malloc(size_t size)
 {
-    if (HAK_LIKELY(size <= HAK_MID_MAX))
+    if (HAK_LIKELY(size <= HAK_TINY_MAX))
+        return alloc_class(hak_class_of(size));
+    if (size <= HAK_MID_MAX)
         return alloc_class(hak_class_of(size));
     return hak_large_alloc(size, HAK_ALIGN, false);
 }

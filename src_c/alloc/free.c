@@ -32,7 +32,7 @@ static void free_not_in_slab(void *ptr)
     if (!ptr)
         return;
     if (HAK_INJECT_GUESS_FOREIGN) {
-        struct hak_superslab *guess = (void *)((uintptr_t)ptr & ~(HAK_SS_SIZE - 1));
+        struct hak_superslab *guess = hak_superslab_at((uintptr_t)ptr);
         if (*(volatile uint64_t *)&guess->magic == HAK_SS_MAGIC)
             return;
     }
@@ -43,12 +43,11 @@ static void free_not_in_slab(void *ptr)
 
 HAK_API void hak_free(void *ptr)
 {
-    struct hak_superslab *ss = hak_superslab_of(ptr);
-    if (HAK_UNLIKELY(!ss)) {
+    if (HAK_UNLIKELY(!hak_registered((uintptr_t)ptr))) {
         free_not_in_slab(ptr);
         return;
     }
-    struct hak_slab *slab = hak_slab_in(ss, ptr);
+    struct hak_slab *slab = hak_slab_in(hak_superslab_at((uintptr_t)ptr), ptr);
     if (HAK_UNLIKELY(!slab)) {
         hak_report_misuse("free of an address outside any block", ptr);
         return;

@@ -79,9 +79,11 @@ struct hak_superslab;
  * Per class, at quiescent points:
  *   sum(used) - sum(remote_pending) - sum(thread cache lengths) == live blocks
  */
+/* 128 bytes (aligned): the free path finds a descriptor with a shift, not a
+ * multiply, on its critical path. */
 struct hak_slab {
     /* owner-only, hot */
-    void *free;             /* local free list (singly linked through blocks) */
+    _Alignas(128) void *free; /* local free list (singly linked through blocks) */
     uint32_t free_len;
     uint32_t used;
     uint32_t carved;
@@ -163,28 +165,39 @@ extern const uint32_t hak_class_size[HAK_CLASSES];
 extern const uint8_t hak_class_units[HAK_CLASSES];
 extern const uint16_t hak_class_tcache_limit[HAK_CLASSES];
 
+extern const uint8_t hak_tiny_class[HAK_TINY_MAX / 16 + 1];
+
 /* Classes: 16..128 step 16, then four steps per power of two up to 64 KiB. */
 static inline int hak_class_of(size_t size)
 {
-    if (size <= 128)
-        return size == 0 ? 0 : (int)((size + 15) >> 4) - 1;
+    if (HAK_LIKELY(size <= HAK_TINY_MAX))
+        return hak_tiny_class[(size + 15) >> 4];
     size_t s = size - 1;
     int e = 63 - __builtin_clzl(s);
     return 8 + (e - 7) * 4 + (int)((s >> (e - 2)) - 4);
 }
 
 /* ---- registry (registry.c) ---- */
-extern _Atomic uint8_t hak_registry_map[(size_t)1 << (47 - HAK_SS_SHIFT)];
+#define HAK_REGISTRY_CHUNKS ((uintptr_t)1 << (47 - HAK_SS_SHIFT))
+extern _Atomic uint8_t hak_registry_map[HAK_REGISTRY_CHUNKS];
 void hak_registry_set(uintptr_t ss, bool owned);
+
+/* Does address a lie in a mapped superslab? One load; a itself is not read. */
+static inline bool hak_registered(uintptr_t a)
+{
+    uintptr_t chunk = a >> HAK_SS_SHIFT;
+    return HAK_LIKELY(chunk < HAK_REGISTRY_CHUNKS) &&
+           atomic_load_explicit(&hak_registry_map[chunk], memory_order_acquire);
+}
+
+static inline struct hak_superslab *hak_superslab_at(uintptr_t a)
+{
+    return (struct hak_superslab *)(a & ~(HAK_SS_SIZE - 1));
+}
 
 static inline struct hak_superslab *hak_superslab_of(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    if (HAK_UNLIKELY((a >> 47) != 0))
-        return NULL;
-    if (!atomic_load_explicit(&hak_registry_map[a >> HAK_SS_SHIFT], memory_order_acquire))
-        return NULL;
-    return (struct hak_superslab *)(a & ~(HAK_SS_SIZE - 1));
+    return hak_registered((uintptr_t)p) ? hak_superslab_at((uintptr_t)p) : NULL;
 }
 
 /* Slab covering p, or NULL when p lies in the header or a free unit. The

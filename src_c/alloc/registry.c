@@ -10,7 +10,7 @@
  */
 #include "internal.h"
 
-_Atomic uint8_t hak_registry_map[(size_t)1 << (47 - HAK_SS_SHIFT)];
+_Atomic uint8_t hak_registry_map[HAK_REGISTRY_CHUNKS];
 
 void hak_registry_set(uintptr_t ss, bool owned)
 {
