@@ -147,22 +147,28 @@ static struct hak_slab *reclaim_full(struct hak_heap *heap, int size_class)
     return heap->partial[size_class].head;
 }
 
-void hak_heap_adopt_abandoned(struct hak_heap *heap, int size_class)
+/* Adopts abandoned slabs of a class one at a time, draining each and
+ * returning empty ones to the pool, until one can serve a refill (or all of
+ * them, for a flush). The slabs of threads that exited together are so spread
+ * over the threads that need them, instead of all going to the first one
+ * while the others map fresh slabs. */
+static void adopt(struct hak_heap *heap, int size_class, bool all)
 {
-    if (!atomic_load_explicit(&abandoned_count, memory_order_relaxed))
-        return;
-    hak_heaps_lock();
-    struct hak_slab *slab = abandoned[size_class].head;
-    abandoned[size_class].head = NULL;
-    hak_heaps_unlock();
-    while (slab) {
-        struct hak_slab *next = slab->next;
+    while (atomic_load_explicit(&abandoned_count, memory_order_relaxed)) {
+        hak_heaps_lock();
+        struct hak_slab *slab = abandoned[size_class].head;
+        if (slab)
+            hak_list_remove(&abandoned[size_class], slab);
+        hak_heaps_unlock();
+        if (!slab)
+            return;
         atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
         own_slab(heap, slab);
         hak_remote_drain(slab);
         if (slab->used == 0)
             release_slab(heap, slab);
-        slab = next;
+        else if (!all && (slab->free || slab->carved < slab->capacity))
+            return;
     }
 }
 
@@ -171,7 +177,7 @@ static struct hak_slab *acquire_slab(struct hak_heap *heap, int size_class)
     struct hak_slab *slab = reclaim_full(heap, size_class);
     if (slab)
         return slab;
-    hak_heap_adopt_abandoned(heap, size_class);
+    adopt(heap, size_class, false);
     slab = heap->partial[size_class].head;
     if (slab)
         return slab;
@@ -272,7 +278,7 @@ void hak_heap_flush_all(struct hak_heap *heap)
 {
     for (int c = 0; c < HAK_CLASSES; c++) {
         hak_tcache_flush(heap, c, 0);
-        hak_heap_adopt_abandoned(heap, c);
+        adopt(heap, c, true);
         drain_owned(heap, c);
     }
 }

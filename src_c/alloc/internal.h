@@ -303,7 +303,6 @@ void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep);
 void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block);
 void hak_heap_flush_all(struct hak_heap *heap);
 void hak_heap_abandon(struct hak_heap *heap);
-void hak_heap_adopt_abandoned(struct hak_heap *heap, int size_class);
 void hak_heap_slab_emptied(struct hak_heap *heap, struct hak_slab *slab);
 void hak_heap_thread_exit(void *heap);
 uint64_t hak_abandoned_count(void);
