@@ -14,7 +14,9 @@ job sees the same target:
 
 A failed check raises :class:`CheckFailed` (libFuzzer records a crash input); sanitizer
 reports and signals are caught by libFuzzer directly. The library is dlopen()ed before
-``atheris.Setup`` so that its inline 8-bit counters register as native coverage.
+``atheris.Setup`` so that its inline 8-bit counters register as native coverage. Half of
+the mutations act on whole op records (fuzz/mutator.c, preloaded by harness.fuzz), half
+are libFuzzer's own.
 """
 
 import os

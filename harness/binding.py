@@ -79,7 +79,7 @@ const char *hak_build_variant(void);
 
 MODES = {"lockstep": 0, "concurrent": 1}
 #: Test hooks of the executor (make white-box checks fire on purpose).
-HOOKS = {"boundary": 1, "conversion": 2, "counters": 4, "leak": 8, "heap": 16}
+HOOKS = {"boundary": 1, "conversion": 2, "counters": 4, "leak": 8, "heap": 16, "overrun": 32}
 _STATUS = {0: "pass", 1: "fail", 2: "error"}
 
 ffi = FFI()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import queue
@@ -95,6 +96,10 @@ every flag:
   --timeout S       per-input timeout inside the fuzzer (default 10 s; a hang is a crash)
   --triage-runs N   fresh-process replays per crash for reliability (default 3)
   --minimize-time S time budget for minimizing each distinct crash (default 300)
+  --stop-on-find    stop fuzzing at the first crash that reproduces in a fresh process
+                    (it is still minimized and written); for time-to-detect measurements
+  --ignore-known    minimize and write crashes even when regressions/ already keeps their
+                    signature (dedupe only within --regressions and this campaign)
   --no-progress     no live progress bar (log lines only)
   --libfuzzer-arg A extra libFuzzer flag, -name=value form, repeatable
 """
@@ -126,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--timeout", type=float, default=10.0, metavar="S", help="per-input timeout")
     a("--triage-runs", type=int, default=3, metavar="N", help="replays per crash")
     a("--minimize-time", type=float, default=300.0, metavar="S", help="minimize budget")
+    a("--stop-on-find", action="store_true", help="stop fuzzing at the first reproduced crash")
+    a("--ignore-known", action="store_true",
+      help="do not dedupe against the repository's regressions/")
     a("--no-progress", action="store_true", help="no live progress bar")
     a("--libfuzzer-arg", action="append", default=[], metavar="A", help="-name=value flag")
     return p
@@ -159,13 +167,40 @@ def _atheris_runtime(name: str) -> Path | None:
     return p if p.is_file() else None
 
 
+def mutator_lib() -> Path:
+    """Builds fuzz/mutator.c (the record-aware custom mutator) once per source version."""
+    from harness.build import output_dir
+    from harness.errors import BuildError, UsageError
+
+    src = FUZZ_DIR / "mutator.c"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    out = output_dir("mutator") / f"libhakmem_mutator-{digest}.so"
+    if out.is_file():
+        return out
+    cc = next((c for c in (os.environ.get("HAKMEM_CC"), "clang-19", "cc", "gcc")
+               if c and shutil.which(c)), None)
+    if cc is None:
+        raise UsageError("no C compiler for fuzz/mutator.c: apt-get install -y clang-19")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    proc = subprocess.run([cc, "-std=c11", "-O2", "-fPIC", "-shared", "-Wall", "-Werror",
+                           "-o", str(tmp), str(src)], capture_output=True, text=True)
+    if proc.returncode:
+        raise BuildError(f"compiling {src} failed:\n{proc.stderr[-2000:]}")
+    os.replace(tmp, out)
+    return out
+
+
 def _fuzz_env(fuzz_build, native: bool) -> dict[str, str]:
+    """The fuzzer's environment: sanitizer runtime (atheris's libFuzzer-carrying one under
+    asan) first, as the runtimes require, then the custom mutator."""
     env = fuzz_build.env()
+    preload = [x for x in re.split(r"[:\s]+", env.get("LD_PRELOAD", "")) if x]
     if native and fuzz_build.spec.instrumentation_prefix == "__asan_":
-        rt = _atheris_runtime("asan_with_fuzzer.so")
         plain = str(fuzz_build.runtime.library)
-        rest = [x for x in re.split(r"[:\s]+", env.get("LD_PRELOAD", "")) if x and x != plain]
-        env["LD_PRELOAD"] = " ".join([str(rt), *rest])
+        preload = [str(_atheris_runtime("asan_with_fuzzer.so"))] + [
+            x for x in preload if x != plain]
+    env["LD_PRELOAD"] = " ".join([*preload, str(mutator_lib())])
     return env
 
 
@@ -221,11 +256,14 @@ def setup(args: argparse.Namespace) -> Config:
                   run_dir.resolve(), crashes.resolve(), regs, env, native, note)
 
 
-def libfuzzer_command(cfg: Config) -> list[str]:
+def libfuzzer_command(cfg: Config, seconds: float | None = None) -> list[str]:
+    """The libFuzzer command line for a run of ``seconds`` (default: the whole budget)."""
     a = cfg.args
-    cmd = [str(TARGET_SCRIPT), f"-fork={a.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1",
-           "-ignore_ooms=1", f"-artifact_prefix={cfg.crashes}/",
-           f"-max_total_time={max(1, int(a.max_time))}", f"-max_len={1 + RECORD * a.max_ops}",
+    seconds = a.max_time if seconds is None else seconds
+    keep_going = [] if a.stop_on_find else [
+        f"-fork={a.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
+    cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={cfg.crashes}/",
+           f"-max_total_time={max(1, int(seconds))}", f"-max_len={1 + RECORD * a.max_ops}",
            f"-timeout={max(1, int(a.timeout))}", "-rss_limit_mb=4096", "-print_final_stats=1"]
     if a.seed is not None:
         cmd.append(f"-seed={a.seed}")
@@ -253,16 +291,23 @@ class Stats:
     distinct: int = 0
     new_distinct: int = 0
     native_seen: bool = False
+    mutator_seen: bool = False
+    warned: bool = False
+    base_execs: int = 0  #: execs of earlier libFuzzer runs of this campaign
     samples: list[dict[str, float]] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def line(self, text: str) -> None:
         if "inline 8-bit counters" in text:
             self.native_seen = True
+        if "found LLVMFuzzerCustomMutator" in text:
+            self.mutator_seen = True
         m = _STAT.match(text)
         if m:
+            execs, cov, corp, rate = map(int, m.groups())
             with self.lock:
-                self.execs, self.cov, self.corp, self.execs_per_s = map(int, m.groups())
+                self.execs, self.cov, self.corp, self.execs_per_s = (
+                    self.base_execs + execs, cov, corp, rate)
 
 
 def _reader(stream, log_path: Path, stats: Stats) -> None:
@@ -287,15 +332,16 @@ def _artifacts(d: Path) -> list[Path]:
 class Triage:
     """Takes crash files one by one (in a thread); keeps the per-signature entries."""
 
-    def __init__(self, cfg: Config, stats: Stats, say) -> None:
-        from harness.corpus import known_signatures
+    def __init__(self, cfg: Config, stats: Stats, say, start: float) -> None:
+        from harness.corpus import REGRESSIONS, known_signatures
 
         self.cfg = cfg
         self.stats = stats
         self.say = say
-        from harness.corpus import REGRESSIONS
-
-        self.known = {**known_signatures(REGRESSIONS), **known_signatures(cfg.regressions)}
+        self.start = start  #: wall-clock start of the campaign (time to detect counts from it)
+        repo = {} if cfg.args.ignore_known else known_signatures(REGRESSIONS)
+        self.known = {**repo, **known_signatures(cfg.regressions)}
+        self.found = threading.Event()  #: set at the first crash that reproduces
         self.by_sig: dict[str, dict[str, Any]] = {}
         self.entries: list[dict[str, Any]] = []
         self.seen: set[str] = set()
@@ -321,6 +367,8 @@ class Triage:
             except Exception as e:  # a triage bug must not lose the other crashes
                 self.say(f"triage of {p.name} failed: {type(e).__name__}: {e}")
                 self._log({"file": str(p), "error": f"{type(e).__name__}: {e}"})
+            finally:
+                self.queue.task_done()
 
     def _log(self, rec: dict[str, Any]) -> None:
         with open(self.index, "a") as f:
@@ -351,7 +399,8 @@ class Triage:
                             timeout=rtimeout, prefer=mode)
         entry: dict[str, Any] = {"file": str(path), "signature": rep.signature,
                                  "reliability": rep.reliability, "mode": rep.mode,
-                                 "repeats": rep.repeats, "original_ops": len(program.ops)}
+                                 "repeats": rep.repeats, "original_ops": len(program.ops),
+                                 "detected_s": round(t0 - self.start, 2)}
         if rep.signature == "pass":
             entry["note"] = "did not reproduce in a fresh process (one-time crasher)"
             from harness.triage import HARNESS_TROUBLE
@@ -365,6 +414,7 @@ class Triage:
             entry["note"] = "duplicate of an earlier crash in this campaign"
             self._log(entry)
             return
+        self.found.set()
         out = rep.outcome
         entry.update(distinct=True, duplicates=0,
                      frames=list(out.frames[:12]) if out else [],
@@ -434,10 +484,96 @@ def _check_seeds(cfg: Config, say) -> None:
         sig, _ = run_signature(program, cfg.build, mode, cfg.target, 1,
                                max(2.0, cfg.args.timeout + 1))
         if sig != "pass" and not sig.startswith(("child:", "executor")):
-            shutil.copy2(seed, cfg.crashes / f"crash-seed-{seed.stem}")
+            shutil.copyfile(seed, cfg.crashes / f"crash-seed-{seed.stem}")  # mtime: now
             say(f"seed {seed.name} fails ({sig}): persisted as crash-seed-{seed.stem}")
             if sig == "timeout":
                 return  # every hanging seed would cost a timeout: one is enough
+
+
+def _one_run(cfg: Config, stats: Stats, triage: Triage, say, bar, log_path: Path,
+             start: float, seconds: float) -> tuple[int, bool]:
+    """One libFuzzer process for ``seconds``, polled; returns (exit code, interrupted)."""
+    args = cfg.args
+    cmd = libfuzzer_command(cfg, seconds)
+    with stats.lock:
+        stats.base_execs = stats.execs
+    with open(cfg.run_dir / "command.txt", "a") as f:
+        f.write(shlex.join(cmd) + "\n")
+    proc = subprocess.Popen(cmd, cwd=str(cfg.run_dir), env=cfg.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    reader = threading.Thread(target=_reader, args=(proc.stdout, log_path, stats), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + seconds + 60  # libFuzzer stops itself; the safety net
+    stopping = False
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            triage.scan()
+            elapsed = time.monotonic() - start
+            with stats.lock:
+                stats.samples.append({"elapsed": elapsed, "execs": stats.execs,
+                                      "execs_per_s": stats.execs_per_s, "cov": stats.cov,
+                                      "corp": stats.corp, "crashes": stats.crash_files,
+                                      "distinct": stats.distinct})
+            _warn_once(cfg, stats, say, log_path, elapsed)
+            if bar is not None:
+                bar.n = min(int(elapsed), int(args.max_time))
+                bar.set_postfix_str(
+                    f"exec/s {stats.execs_per_s} cov {stats.cov} corp {stats.corp} "
+                    f"crashes {stats.crash_files} bugs {stats.distinct}", refresh=True)
+            if args.stop_on_find and triage.found.is_set() and not stopping:
+                say("--stop-on-find: a crash reproduced; stopping the fuzzer")
+                stopping = True
+                deadline = time.monotonic()
+            if time.monotonic() > deadline:
+                if not stopping:
+                    say("libFuzzer did not stop at -max_total_time; stopping it")
+                os.killpg(proc.pid, signal.SIGINT)
+                deadline += 30
+    except KeyboardInterrupt:
+        say("interrupted: stopping the fuzzer, then triaging what was found")
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(timeout=5)
+        return proc.returncode, True
+    proc.wait()
+    reader.join(timeout=5)
+    return proc.returncode, False
+
+
+def _warn_once(cfg: Config, stats: Stats, say, log_path: Path, elapsed: float) -> None:
+    if elapsed < 20 or stats.warned:
+        return
+    if cfg.native and not stats.native_seen:
+        say("warning: libFuzzer did not report inline 8-bit counters: native coverage "
+            f"is NOT active (see {log_path})")
+    if not stats.mutator_seen:
+        say("warning: libFuzzer did not report the custom mutator (fuzz/mutator.c): "
+            f"mutations are byte-level only (see {log_path})")
+    stats.warned = True
+
+
+def _drive(cfg: Config, stats: Stats, triage: Triage, say, bar, log_path: Path,
+           start: float) -> tuple[int, bool]:
+    """Fuzzes until the budget is spent. Fork mode is one libFuzzer run that outlives its
+    crashes. ``--stop-on-find`` fuzzes in-process instead (no job restarts: about three
+    times the execs/s early on), so libFuzzer exits at each crash: the crash is triaged
+    and, if it did not reproduce, fuzzing resumes on the same corpus."""
+    while True:
+        left = cfg.args.max_time - (time.monotonic() - start)
+        rc, interrupted = _one_run(cfg, stats, triage, say, bar, log_path, start, left)
+        if interrupted or not cfg.args.stop_on_find:
+            return rc, interrupted
+        triage.scan()
+        triage.queue.join()  # every crash so far is reproduced (or not) before deciding
+        if triage.found.is_set() or rc == 0 or cfg.args.max_time - (
+                time.monotonic() - start) < 1:
+            return rc, False
+        say(f"libFuzzer exited {rc} on a crash that did not reproduce; resuming")
 
 
 def campaign(cfg: Config) -> dict[str, Any]:
@@ -466,55 +602,14 @@ def campaign(cfg: Config) -> dict[str, Any]:
 
     if cfg.note:
         say(cfg.note)
-    cmd = libfuzzer_command(cfg)
     say(f"campaign {cfg.key}: run folder {cfg.run_dir}")
     say(f"corpus {cfg.corpus}; fuzzing {cfg.fuzz_build.name}, replaying on {cfg.build.name}")
-    (cfg.run_dir / "command.txt").write_text(shlex.join(cmd) + "\n")
+    triage = Triage(cfg, stats, say, time.time())
     _check_seeds(cfg, say)
-    triage = Triage(cfg, stats, say)
     worker = threading.Thread(target=triage.run, name="triage", daemon=True)
     worker.start()
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=str(cfg.run_dir), env=cfg.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    reader = threading.Thread(target=_reader, args=(proc.stdout, log_path, stats), daemon=True)
-    reader.start()
-    deadline = start + args.max_time + 60  # libFuzzer stops itself; this is the safety net
-    native_warned = False
-    interrupted = False
-    try:
-        while proc.poll() is None:
-            time.sleep(0.5)
-            triage.scan()
-            elapsed = time.monotonic() - start
-            with stats.lock:
-                stats.samples.append({"elapsed": elapsed, "execs": stats.execs,
-                                      "execs_per_s": stats.execs_per_s, "cov": stats.cov,
-                                      "corp": stats.corp, "crashes": stats.crash_files,
-                                      "distinct": stats.distinct})
-            if cfg.native and not native_warned and elapsed > 20 and not stats.native_seen:
-                say("warning: libFuzzer did not report inline 8-bit counters: native coverage "
-                    f"is NOT active (see {log_path})")
-                native_warned = True
-            if bar is not None:
-                bar.n = min(int(elapsed), int(args.max_time))
-                bar.set_postfix_str(
-                    f"exec/s {stats.execs_per_s} cov {stats.cov} corp {stats.corp} "
-                    f"crashes {stats.crash_files} bugs {stats.distinct}", refresh=True)
-            if time.monotonic() > deadline:
-                say("libFuzzer did not stop at -max_total_time; stopping it")
-                os.killpg(proc.pid, signal.SIGINT)
-                deadline += 30
-    except KeyboardInterrupt:
-        interrupted = True
-        say("interrupted: stopping the fuzzer, then triaging what was found")
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    reader.join(timeout=5)
+    returncode, interrupted = _drive(cfg, stats, triage, say, bar, log_path, start)
     elapsed = time.monotonic() - start
     triage.scan()
     triage.queue.put(None)
@@ -549,11 +644,16 @@ def campaign(cfg: Config) -> dict[str, Any]:
         "coverage": stats.cov,
         "native_coverage": "yes" if stats.native_seen else "no" + (
             f" ({cfg.note.removeprefix('note: ')})" if cfg.note else ""),
+        "custom_mutator": "yes" if stats.mutator_seen else "no (libFuzzer did not report it)",
         "corpus": corpus_n, "corpus_dir": str(cfg.corpus), "crash_files": stats.crash_files,
         "distinct": stats.distinct, "new_distinct": stats.new_distinct,
         "revision": git_revision(), "run_dir": str(cfg.run_dir),
-        "fuzzer_exit": proc.returncode, "interrupted": interrupted,
+        "fuzzer_exit": returncode, "interrupted": interrupted,
         "crash_to_regression_s": triage.crash_to_regression,
+        "first_detection_s": min((e["detected_s"] for e in triage.entries
+                                  if e.get("distinct")), default=None),
+        "entries": [{k: v for k, v in e.items() if k != "program_text"}
+                    for e in triage.entries],
         "regressions": [e["regression"] for e in triage.entries if e.get("regression")],
     }
     report = write_report(cfg.run_dir, summary, triage.entries, stats.samples)

@@ -22,7 +22,10 @@ Passes, each kept only while the signature is unchanged, in the order DESIGN.md 
    reproducing prefix (binary search);
 2. ddmin over ops (chunks of n/2, n/4, ... down to single ops, repeated until no change);
 3. threads: fewest threads (ops folded onto thread ``t % k``), then all on thread 0;
-4. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8.
+4. size classes: every op of one request size moved together to a bigger mid size (64, 32,
+   16, 8 KiB), whose slabs hold fewer blocks, so that a bug at a slab boundary needs fewer
+   allocations; then ddmin again;
+5. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8.
 
 Budget: ``max_runs`` replays and ``max_seconds``; the best program so far is returned.
 """
@@ -126,6 +129,26 @@ def _threads(p: Program, ok: _Oracle) -> Program:
     return p
 
 
+#: mid sizes with the fewest blocks per slab (7-8): a slab boundary is reached soonest
+BIG_SIZES = (65536, 32768, 16384, 8192)
+
+
+def _classes(p: Program, ok: _Oracle) -> Program:
+    sizes = {o.size for o in p.ops if o.op in ("malloc", "calloc", "realloc", "aligned_alloc")
+             and 0 < o.size < BIG_SIZES[0]}
+    for size in sorted(sizes, key=lambda s: -sum(o.size == s for o in p.ops)):
+        for big in BIG_SIZES:
+            if big <= size:
+                break
+            cand = _with_ops(p, [dataclasses.replace(o, size=big) if o.size == size and o.op in
+                                 ("malloc", "calloc", "realloc", "aligned_alloc") else o
+                                 for o in p.ops])
+            if ok(cand):
+                p = cand
+                break
+    return p
+
+
 def _simplify(p: Program, ok: _Oracle) -> Program:
     ops = list(p.ops)
     for i, o in enumerate(ops):
@@ -168,6 +191,10 @@ def minimize_with(program: Program, test: Callable[[Program], bool], *,
             prev = best
             best = _ddmin(best, ok)
         best = _threads(best, ok)
+        resized = _classes(best, ok)
+        while resized != best:
+            best = resized
+            resized = _ddmin(best, ok)
         best = _simplify(best, ok)
         best = _ddmin(best, ok)
     except _Budget:

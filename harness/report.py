@@ -54,8 +54,8 @@ def write(run_dir: Path, summary: dict[str, Any], entries: list[dict[str, Any]],
     lines = [f"# Fuzz campaign {summary.get('key', '')}", ""]
     for k in ("command", "build", "fuzz_build", "inject", "target", "mode", "threads",
               "jobs", "seed", "max_time", "elapsed", "execs", "execs_per_s", "coverage",
-              "native_coverage", "corpus", "corpus_dir", "crash_files", "distinct",
-              "new_distinct", "revision"):
+              "native_coverage", "custom_mutator", "corpus", "corpus_dir", "crash_files",
+              "distinct", "new_distinct", "revision"):
         if k in summary:
             lines.append(f"- **{k}**: {summary[k]}")
     lines.append("")

@@ -163,6 +163,16 @@ def test_replay_classifies_sanitizer_report(built) -> None:
     assert out.frames and "AddressSanitizer" in out.stderr_tail
 
 
+def test_asan_sees_executor_writes_past_a_block(built) -> None:
+    # fill/verify run uninstrumented under ASan (src_c/executor/pattern.c): their one
+    # region check must still report a write into the free neighbour block
+    p = Program(1, (Op("malloc", 0, 0, 48), Op("free", 0, 0)))
+    out = replay(p, built("asan"), hooks="overrun", timeout=120)
+    assert out.name == "sanitizer:use-after-poison", out.describe()
+    assert "hx_fill" in out.frames, out.frames
+    assert replay(p, built("asan"), timeout=120).passed
+
+
 def test_replay_classifies_signal_and_timeout(release, tmp_path) -> None:
     p = Program(1, (Op("malloc", 0, 0, 48), Op("free", 0, 0)))
     out = replay(p, release, target=build_fixture("segv", tmp_path), prefix="fx_", timeout=60)

@@ -70,6 +70,7 @@ enum hakx_mode { HAKX_LOCKSTEP = 0, HAKX_CONCURRENT = 1 };
 #define HAKX_HOOK_COUNTERS 4u   /* miscount: the executor counts its first block twice */
 #define HAKX_HOOK_LEAK 8u       /* forget: the final cleanup drops one block unfreed */
 #define HAKX_HOOK_HEAP 16u      /* after the first free, point its first word at itself */
+#define HAKX_HOOK_OVERRUN 32u   /* overrun: the first block's pattern is written 16 B past its end */
 
 struct hakx_options {
     int32_t mode;            /* enum hakx_mode */

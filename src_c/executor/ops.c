@@ -81,7 +81,7 @@ static bool admit(struct hx_run *r, size_t i, int t, int s, void *p, uint64_t re
             r->counts[t][b.cls]++;
     }
     b.seed = hx_seed((unsigned)s, i, r->repeat);
-    hx_fill(p, b.usable, b.seed);
+    hx_fill(p, b.usable + (hx_take_hook(r, HAKX_HOOK_OVERRUN) ? 16 : 0), b.seed);
     trace(r, p);
     r->slots[s] = b;
     return true;

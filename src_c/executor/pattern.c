@@ -6,7 +6,39 @@
 
 #define HX_K 0x9E3779B97F4A7C15ull
 
-/* The fill and verify loops dominate a single-thread run: HX_CLONES. */
+/* The fill and verify loops dominate a single-thread run: HX_CLONES.
+ *
+ * Under ASan they also dominated fuzz campaigns (a shadow check per word, and in
+ * the asan-cov build a coverage callback per loop compare: about 3 GB/s, a third
+ * of a campaign's time on multi-MiB blocks). So there they run uninstrumented
+ * (HX_UNCHECKED) after one region check that keeps what ASan would have seen: the
+ * first poisoned byte of the range is accessed, instrumented, and reported as
+ * any ASan report. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HX_REGION_CHECK 1
+#endif
+#endif
+
+#ifdef HX_REGION_CHECK
+#include <sanitizer/asan_interface.h>
+
+#define HX_UNCHECKED __attribute__((no_sanitize("address", "coverage")))
+
+static void region_check(const void *p, size_t n)
+{
+    volatile const unsigned char *bad = __asan_region_is_poisoned((void *)p, n);
+    if (bad)
+        (void)*bad;
+}
+#else
+#define HX_UNCHECKED
+static inline void region_check(const void *p, size_t n)
+{
+    (void)p;
+    (void)n;
+}
+#endif
 
 static inline uint64_t mix(uint64_t x)
 {
@@ -28,7 +60,7 @@ uint8_t hx_pattern_byte(uint64_t seed, size_t off)
     return (uint8_t)((seed + (uint64_t)(off / 8) * HX_K) >> (8 * (off % 8)));
 }
 
-HX_CLONES void hx_fill(void *p, size_t n, uint64_t seed)
+static HX_CLONES HX_UNCHECKED void fill(void *p, size_t n, uint64_t seed)
 {
     unsigned char *b = p;
     size_t words = n / 8;
@@ -39,7 +71,7 @@ HX_CLONES void hx_fill(void *p, size_t n, uint64_t seed)
         b[o] = hx_pattern_byte(seed, o);
 }
 
-HX_CLONES size_t hx_verify(const void *p, size_t n, uint64_t seed)
+static HX_CLONES HX_UNCHECKED size_t verify(const void *p, size_t n, uint64_t seed)
 {
     const unsigned char *b = p;
     size_t words = n / 8;
@@ -65,7 +97,7 @@ HX_CLONES size_t hx_verify(const void *p, size_t n, uint64_t seed)
     return (size_t)-1;
 }
 
-HX_CLONES size_t hx_first_nonzero(const void *p, size_t n)
+static HX_CLONES HX_UNCHECKED size_t first_nonzero(const void *p, size_t n)
 {
     const unsigned char *b = p;
     size_t o = 0;
@@ -83,4 +115,22 @@ HX_CLONES size_t hx_first_nonzero(const void *p, size_t n)
         if (b[o])
             return o;
     return (size_t)-1;
+}
+
+void hx_fill(void *p, size_t n, uint64_t seed)
+{
+    region_check(p, n);
+    fill(p, n, seed);
+}
+
+size_t hx_verify(const void *p, size_t n, uint64_t seed)
+{
+    region_check(p, n);
+    return verify(p, n, seed);
+}
+
+size_t hx_first_nonzero(const void *p, size_t n)
+{
+    region_check(p, n);
+    return first_nonzero(p, n);
 }

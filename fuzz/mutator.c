@@ -1,0 +1,186 @@
+/* Structure-aware mutation of binary op programs: libFuzzer's custom mutator.
+ *
+ * libFuzzer's byte mutations are blind to the 8-byte op records of
+ * harness/program.py: a random insertion or erasure shifts every later record,
+ * and "allocate this class N more times" takes N lucky multi-byte edits. The
+ * allocator's bugs live exactly there: a refill that crosses into a second slab
+ * needs a slab's worth of same-class allocations; a slab released under a
+ * pending remote free needs a full slab freed from two threads. So half of the
+ * mutations here act on whole records; the other half are libFuzzer's own
+ * (LLVMFuzzerMutate), which keep finding byte-level values: sizes, edges, and
+ * compares traced by -fsanitize=fuzzer-no-link.
+ *
+ * Why C and a preloaded library: libFuzzer binds its weak reference to
+ * LLVMFuzzerCustomMutator when its own library is loaded. Under asan the
+ * campaign preloads libFuzzer (atheris's asan_with_fuzzer.so), long before
+ * atheris could register a Python mutator, so harness.fuzz preloads this
+ * library right after it instead. It must not depend on Python: the fork
+ * mode's shell commands run with the same LD_PRELOAD.
+ *
+ * Record mutations keep the header byte and record alignment:
+ *   repeat   a record copied 1-16 times after itself, each copy on the next slot
+ *   segment  a run of records copied elsewhere, slots shifted by one offset
+ *   erase    one record or a run removed
+ *   swap     two records exchanged
+ *   size     one record's size selector and value copied onto another
+ *   thread   one record moved to another thread (a local free becomes remote)
+ *   insert   a structural op (barrier, flush, thread exit) inserted
+ * Every choice comes from `seed`: a run stays reproducible with -seed.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { HEADER = 1, RECORD = 8, SLOTS = 64, THREADS = 8, MAX_REPEAT = 16 };
+enum { OP_BARRIER = 7, OP_FLUSH = 8, OP_THREAD_EXIT = 6 };
+
+__attribute__((weak)) size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
+
+struct rng {
+    uint64_t s;
+};
+
+static uint32_t next(struct rng *r)
+{
+    r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(r->s >> 33);
+}
+
+static size_t below(struct rng *r, size_t n)
+{
+    return n ? next(r) % n : 0;
+}
+
+static uint8_t *rec(uint8_t *data, size_t i)
+{
+    return data + HEADER + i * RECORD;
+}
+
+/* Opens a gap of `k` records at index `at` (the caller made sure they fit). */
+static void open_gap(uint8_t *data, size_t n, size_t at, size_t k)
+{
+    memmove(rec(data, at + k), rec(data, at), (n - at) * RECORD);
+}
+
+static size_t repeat(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    size_t i = below(r, n), k = 1 + below(r, MAX_REPEAT);
+    if (k > room)
+        k = room;
+    open_gap(data, n, i + 1, k);
+    for (size_t c = 1; c <= k; c++) {
+        memcpy(rec(data, i + c), rec(data, i), RECORD);
+        rec(data, i + c)[2] = (uint8_t)((rec(data, i)[2] + c) % SLOTS);
+    }
+    return n + k;
+}
+
+static size_t segment(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    uint8_t seg[MAX_REPEAT * RECORD];
+    size_t a = below(r, n), k = 1 + below(r, MAX_REPEAT);
+    if (k > n - a)
+        k = n - a;
+    if (k > room)
+        k = room;
+    uint8_t shift = (uint8_t)below(r, SLOTS);
+    memcpy(seg, rec(data, a), k * RECORD);
+    for (size_t c = 0; c < k; c++)
+        seg[c * RECORD + 2] = (uint8_t)((seg[c * RECORD + 2] + shift) % SLOTS);
+    size_t at = below(r, n + 1);
+    open_gap(data, n, at, k);
+    memcpy(rec(data, at), seg, k * RECORD);
+    return n + k;
+}
+
+static size_t erase(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    (void)room;
+    size_t a = below(r, n), k = below(r, 10) < 7 ? 1 : 2 + below(r, 7);
+    if (k > n - a)
+        k = n - a;
+    memmove(rec(data, a), rec(data, a + k), (n - a - k) * RECORD);
+    return n - k;
+}
+
+static size_t swap(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    (void)room;
+    uint8_t tmp[RECORD];
+    uint8_t *x = rec(data, below(r, n)), *y = rec(data, below(r, n));
+    memcpy(tmp, x, RECORD);
+    memcpy(x, y, RECORD);
+    memcpy(y, tmp, RECORD);
+    return n;
+}
+
+static size_t size(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    (void)room;
+    memmove(rec(data, below(r, n)) + 3, rec(data, below(r, n)) + 3, RECORD - 3);
+    return n;
+}
+
+static size_t thread(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    (void)room;
+    rec(data, below(r, n))[1] = (uint8_t)below(r, THREADS);
+    return n;
+}
+
+static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    static const uint8_t structural[] = {OP_BARRIER, OP_FLUSH, OP_THREAD_EXIT};
+    (void)room;
+    size_t at = below(r, n + 1);
+    open_gap(data, n, at, 1);
+    memset(rec(data, at), 0, RECORD);
+    rec(data, at)[0] = structural[below(r, sizeof structural)];
+    rec(data, at)[1] = (uint8_t)below(r, THREADS);
+    return n + 1;
+}
+
+typedef size_t (*mutation)(uint8_t *data, size_t n, size_t room, struct rng *r);
+
+static const struct {
+    mutation fn;
+    int grows; /* needs room for one more record */
+} mutations[] = {
+    {repeat, 1}, {repeat, 1}, {segment, 1}, {erase, 0},
+    {swap, 0},   {size, 0},   {thread, 0},  {insert, 1},
+};
+
+/* One record-level mutation of data[0, len) within max_size bytes; returns the
+ * new length (header plus whole records). Exported for the harness's tests. */
+size_t hakmem_mutate_records(uint8_t *data, size_t len, size_t max_size, unsigned seed)
+{
+    struct rng r = {seed * 0x9E3779B97F4A7C15ull + 1};
+    if (max_size < HEADER)
+        return 0;
+    if (len == 0)
+        data[0] = 0;
+    size_t n = len > HEADER ? (len - HEADER) / RECORD : 0;
+    size_t cap = (max_size - HEADER) / RECORD;
+    if (n > cap)
+        n = cap;
+    size_t room = cap - n;
+    size_t nm = sizeof mutations / sizeof mutations[0];
+    if (n == 0) {
+        if (room)
+            n = insert(data, n, room, &r);
+        return HEADER + n * RECORD;
+    }
+    size_t pick;
+    do
+        pick = below(&r, nm);
+    while (mutations[pick].grows && !room);
+    n = mutations[pick].fn(data, n, room, &r);
+    return HEADER + n * RECORD;
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t len, size_t max_size, unsigned seed)
+{
+    if (LLVMFuzzerMutate && (seed & 1))
+        return LLVMFuzzerMutate(data, len, max_size);
+    return hakmem_mutate_records(data, len, max_size, seed >> 1);
+}

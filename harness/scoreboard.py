@@ -1,0 +1,343 @@
+"""The seeded-bug scoreboard: ``python -m harness.scoreboard --trials 5 --budget 300``.
+
+For every entry of the seeded-bug catalogue (src_c/alloc/inject.h), run ``--trials``
+fixed-budget fuzz campaigns (``python -m harness.fuzz --inject NAME --stop-on-find
+--ignore-known``, each with a fresh corpus and its own libFuzzer seed, configured by
+fuzz/scoreboard.toml) and score them:
+
+* a trial *detects* its bug when its campaign wrote a minimized reproducer that still fails
+  with its signature on the injected build and passes on the clean one
+  (:func:`harness.corpus.check_regression`, the same check ``pytest regressions`` makes). A
+  crash that also fails on the clean build is a real bug of the clean allocator: the
+  trial does not count as a detection and the scoreboard says so loudly;
+* time to detect is from the campaign's start (seed replay included) to the moment the
+  crash input was written, so triage and minimization are not counted; "found by" says
+  whether the fuzzer made the input or a seed of fuzz/seeds failed as it is.
+
+Output: a table on stdout, ``scoreboard.md`` and ``scoreboard.json`` in ``--out`` (default
+``campaigns/scoreboard/<time>/``), each trial's campaign folder beside them. ``--save``
+copies each entry's smallest fully reliable reproducer into regressions/ (or
+``--regressions``) when it is new there or smaller than the one kept. Exit status: 0 every
+trial detected its bug; 1 some trial did not; 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from harness import PROJECT_ROOT
+from harness.errors import UsageError
+
+CONFIG = PROJECT_ROOT / "fuzz" / "scoreboard.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """How one seeded bug is hunted (a table of fuzz/scoreboard.toml)."""
+
+    name: str
+    build: str
+    mode: str
+    threads: int = 0
+
+
+@dataclasses.dataclass
+class Trial:
+    """One campaign's result."""
+
+    entry: str
+    index: int
+    seed: int
+    detected: bool = False
+    seconds: float | None = None  #: time to detect
+    signature: str = ""
+    minimized_ops: int | None = None
+    original_ops: int | None = None
+    reliability: str = ""
+    regression: str = ""
+    found_by: str = ""  #: "fuzzer", or "seed" when a seed input itself failed
+    wall: float = 0.0  #: the whole campaign, triage included
+    problem: str = ""  #: why a trial failed, or what else it found
+
+
+def load_config(path: Path = CONFIG, names: list[str] | None = None) -> list[Entry]:
+    """The entries to score, in catalogue order; every catalogue entry must be configured."""
+    from harness.build import inject_catalogue
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"{path}: cannot read the scoreboard configuration: {e}") from None
+    tables = data.get("entry", {})
+    catalogue = inject_catalogue()
+    missing = [n for n in catalogue if n not in tables]
+    unknown = [n for n in tables if n not in catalogue]
+    if missing or unknown:
+        raise UsageError(f"{path}: entries must match src_c/alloc/inject.h; missing "
+                         f"{missing or 'none'}, not in the catalogue {unknown or 'none'}")
+    wanted = names or catalogue
+    bad = [n for n in wanted if n not in catalogue]
+    if bad:
+        raise UsageError(f"--entries: unknown seeded bug(s) {bad}; known: {catalogue}")
+    entries = []
+    for name in wanted:
+        t = tables[name]
+        try:
+            entries.append(Entry(name, str(t["build"]), str(t.get("mode", "lockstep")),
+                                 int(t.get("threads", 0))))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"{path}: [entry.{name}]: bad or missing field: {e}") from None
+    return entries
+
+
+def campaign_command(entry: Entry, trial_dir: Path, seed: int, budget: float,
+                     minimize_time: float) -> list[str]:
+    cmd = [sys.executable, "-m", "harness.fuzz", "--build", entry.build, "--inject",
+           entry.name, "--mode", entry.mode, "--max-time", str(budget), "--seed", str(seed),
+           "--corpus", str(trial_dir / "corpus"), "--campaigns", str(trial_dir / "campaigns"),
+           "--regressions", str(trial_dir / "regressions"), "--minimize-time",
+           str(minimize_time), "--stop-on-find", "--ignore-known", "--no-progress"]
+    if entry.threads:
+        cmd += ["--threads", str(entry.threads)]
+    return cmd
+
+
+def _summary(trial_dir: Path) -> dict[str, Any] | None:
+    found = sorted((trial_dir / "campaigns").glob("*/runs/*/summary.json"))
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
+    """Reads the trial's campaign summary and checks its reproducers."""
+    from harness.corpus import RegressionError, check_regression
+
+    summary = _summary(trial_dir)
+    if summary is None:
+        log = (trial_dir / "campaign.log").read_text(errors="replace")[-600:]
+        trial.problem = f"campaign failed (exit {rc}) before writing a summary: {log}"
+        return trial
+    others = []
+    for e in summary.get("entries", []):
+        if not e.get("regression"):
+            continue
+        try:
+            problems = check_regression(Path(e["regression"]))
+        except RegressionError as err:
+            problems = [str(err)]
+        if problems:
+            others.append(f"{e['signature']}: " + problems[0].splitlines()[0])
+            continue
+        if not trial.detected or e["detected_s"] < (trial.seconds or 0):
+            trial.detected = True
+            trial.seconds = e["detected_s"]
+            trial.signature = e["signature"]
+            trial.minimized_ops = e.get("minimized_ops")
+            trial.original_ops = e.get("original_ops")
+            trial.reliability = e.get("reliability", "")
+            trial.regression = e["regression"]
+            trial.found_by = "seed" if Path(e["file"]).name.startswith("crash-seed-") \
+                else "fuzzer"
+    if others:
+        trial.problem = "; ".join(others)
+    elif not trial.detected:
+        trial.problem = (f"not detected in {summary.get('elapsed')} s "
+                         f"({summary.get('execs')} execs, {summary.get('crash_files')} "
+                         "crash files)")
+    return trial
+
+
+def run_trial(entry: Entry, index: int, seed: int, root: Path, budget: float,
+              minimize_time: float) -> Trial:
+    trial_dir = root / entry.name / f"trial{index}"
+    if trial_dir.exists():
+        shutil.rmtree(trial_dir)
+    trial_dir.mkdir(parents=True)
+    cmd = campaign_command(entry, trial_dir, seed, budget, minimize_time)
+    (trial_dir / "command.txt").write_text(" ".join(cmd) + "\n")
+    t0 = time.monotonic()
+    with open(trial_dir / "campaign.log", "wb") as log:
+        rc = subprocess.call(cmd, cwd=str(PROJECT_ROOT), stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+    trial = Trial(entry.name, index, seed)
+    trial.wall = round(time.monotonic() - t0, 1)
+    return score_trial(entry, trial, trial_dir, rc)
+
+
+def _fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def aggregate(entry: Entry, trials: list[Trial], budget: float) -> dict[str, Any]:
+    hits = [t for t in trials if t.detected]
+    times = [t.seconds for t in hits if t.seconds is not None]
+    ops = [t.minimized_ops for t in hits if t.minimized_ops is not None]
+    sigs = sorted({t.signature for t in hits})
+    missed = len(trials) - len(hits)
+    return {
+        "entry": entry.name,
+        "build": entry.build + ("" if entry.mode == "lockstep" else f" {entry.mode}")
+        + (f" t{entry.threads}" if entry.threads else ""),
+        "detected": f"{len(hits)}/{len(trials)}",
+        "median_s": statistics.median(times) if times else None,
+        "worst_s": None if missed else (max(times) if times else None),
+        "worst": f"> {budget:.0f} (missed)" if missed else _fmt_s(max(times) if times else None),
+        "ops": (f"{min(ops)}" if min(ops) == max(ops) else f"{min(ops)}-{max(ops)}")
+        if ops else "-",
+        "ops_median": statistics.median(ops) if ops else None,
+        "signature": ", ".join(sigs) if sigs else "-",
+        "found_by": ", ".join(f"{k} {n}" for k, n in sorted(collections.Counter(
+            t.found_by for t in hits).items())) or "-",
+    }
+
+
+def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, Any]) -> str:
+    lines = [
+        "| entry | build | detected | median s to detect | worst s | minimized ops | signature "
+        "| found by |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| `{r['entry']}` | {r['build']} | {r['detected']} | "
+                     f"{_fmt_s(r['median_s'])} | {r['worst']} | {r['ops']} | "
+                     f"`{r['signature']}` | {r['found_by']} |")
+    lines += ["", f"{meta['trials']} trials per entry, budget {meta['budget']:.0f} s each, "
+              f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
+              f"{meta['wall']:.0f} s in all.", ""]
+    problems = [t for t in trials if t.problem]
+    if problems:
+        lines += ["Trials with problems:", ""]
+        lines += [f"- `{t.entry}` trial {t.index} (seed {t.seed}): {t.problem}" for t in problems]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_best(entry: Entry, trials: list[Trial], regressions: Path) -> Path | None:
+    """Keeps the entry's smallest fully reliable reproducer in ``regressions``."""
+    from harness.corpus import known_signatures
+
+    good = [t for t in trials if t.detected and t.regression
+            and t.reliability.split("/")[0] == t.reliability.split("/")[-1]]
+    if not good:
+        return None
+    best = min(good, key=lambda t: (t.minimized_ops or 0, t.seconds or 0))
+    kept = known_signatures(regressions).get((best.signature, entry.name, "hakmem"))
+    if kept is not None:
+        kept_ops = json.loads(kept.read_text()).get("minimized_ops")
+        if kept_ops is not None and kept_ops <= (best.minimized_ops or 0):
+            return None
+    regressions.mkdir(parents=True, exist_ok=True)
+    dest = kept or regressions / Path(best.regression).name
+    tmp = dest.with_suffix(".json.tmp")
+    shutil.copyfile(best.regression, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.scoreboard",
+        description="Fixed-budget fuzz campaigns against every seeded bug of "
+        "src_c/alloc/inject.h: detected trials, median and worst time to detect, minimized "
+        "size and signature per entry. Exit 0: every trial detected its bug; 1: some trial "
+        "did not; 2: usage or environment error.")
+    a = p.add_argument
+    a("--trials", type=int, default=5, metavar="N", help="campaigns per entry (default 5)")
+    a("--budget", type=float, default=300.0, metavar="S",
+      help="fuzzing seconds per campaign before it counts as missed (default 300)")
+    a("--entries", default="", metavar="NAMES",
+      help="comma-separated seeded bugs (default: the whole catalogue)")
+    a("--seed", type=int, default=1, metavar="N",
+      help="libFuzzer seed of trial 0; trial k uses N+k (default 1)")
+    a("--minimize-time", type=float, default=120.0, metavar="S",
+      help="minimization budget per trial (default 120)")
+    a("--config", default=str(CONFIG), metavar="TOML", help="campaign configuration")
+    a("--out", default="", metavar="DIR",
+      help="output folder (default campaigns/scoreboard/<time>)")
+    a("--save", action="store_true",
+      help="keep each entry's smallest reproducer in --regressions (new or smaller only)")
+    a("--regressions", default="", metavar="DIR",
+      help="where --save keeps reproducers (default regressions/)")
+    a("--no-progress", action="store_true", help="no live progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.build import build
+    from harness.corpus import CAMPAIGNS, REGRESSIONS, git_revision
+    from harness.errors import HarnessError
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.trials < 1 or args.budget <= 0:
+            raise UsageError("--trials must be >= 1 and --budget > 0")
+        names = [n.strip() for n in args.entries.split(",") if n.strip()]
+        entries = load_config(Path(args.config), names or None)
+        for e in entries:  # build up front: a build error is an error, not a missed bug
+            build(e.build)
+            build(e.build, e.name)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(args.out) if args.out else CAMPAIGNS / "scoreboard" / stamp
+    root.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(entries) * args.trials, unit="trial", dynamic_ncols=True)
+    t0 = time.monotonic()
+    trials: list[Trial] = []
+    rows = []
+    for e in entries:
+        mine = []
+        for k in range(args.trials):
+            if bar is not None:
+                bar.set_postfix_str(f"{e.name} trial {k}")
+            t = run_trial(e, k, args.seed + k, root, args.budget, args.minimize_time)
+            mine.append(t)
+            msg = (f"{e.name} trial {k}: " + (f"detected in {t.seconds:.1f} s, {t.signature}, "
+                   f"{t.original_ops} -> {t.minimized_ops} ops" if t.detected else "MISSED")
+                   + (f" [{t.problem}]" if t.problem else ""))
+            if bar is not None:
+                bar.update(1)
+                bar.write(msg, file=sys.stderr)
+            else:
+                print(msg, file=sys.stderr, flush=True)
+        trials += mine
+        rows.append(aggregate(e, mine, args.budget))
+        if args.save:
+            saved = save_best(e, mine, Path(args.regressions) if args.regressions
+                              else REGRESSIONS)
+            if saved:
+                print(f"{e.name}: kept {saved}", file=sys.stderr)
+    if bar is not None:
+        bar.close()
+    meta = {"trials": args.trials, "budget": args.budget, "revision": git_revision(),
+            "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
+            "wall": time.monotonic() - t0}
+    md = markdown(rows, trials, meta)
+    (root / "scoreboard.md").write_text(md)
+    (root / "scoreboard.json").write_text(json.dumps(
+        {"meta": meta, "rows": rows, "trials": [dataclasses.asdict(t) for t in trials]},
+        indent=2) + "\n")
+    print(md)
+    print(f"written: {root / 'scoreboard.md'}", file=sys.stderr)
+    return 0 if all(t.detected for t in trials) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

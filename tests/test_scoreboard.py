@@ -1,0 +1,61 @@
+"""The seeded-bug scoreboard (harness.scoreboard): configuration, scoring, one real trial."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness import PROJECT_ROOT
+from harness.build import inject_catalogue
+from harness.corpus import check_regression, read_regression
+from harness.errors import UsageError
+from harness.scoreboard import CONFIG, Entry, Trial, aggregate, load_config, markdown
+
+
+def test_config_covers_the_whole_catalogue():
+    names = [e.name for e in load_config()]
+    assert names == inject_catalogue() and len(names) >= 8
+
+
+def test_config_missing_an_entry_is_an_error(tmp_path):
+    text = CONFIG.read_text().replace("[entry.drain_counter]", "[entry.nosuch_bug]")
+    bad = tmp_path / "scoreboard.toml"
+    bad.write_text(text)
+    with pytest.raises(UsageError, match="drain_counter.*nosuch_bug"):
+        load_config(bad)
+    with pytest.raises(UsageError, match="unknown seeded bug"):
+        load_config(CONFIG, ["drain_counter", "typo"])
+
+
+def test_aggregate_counts_misses_and_medians():
+    e = Entry("x", "asan", "lockstep")
+    trials = [Trial("x", 0, 1, True, 4.0, "counters", 3, found_by="fuzzer"),
+              Trial("x", 1, 2, True, 10.0, "counters", 5, found_by="seed"),
+              Trial("x", 2, 3, problem="not detected")]
+    row = aggregate(e, trials, 300)
+    assert row["detected"] == "2/3" and row["median_s"] == 7.0
+    assert row["worst"] == "> 300 (missed)" and row["ops"] == "3-5"
+    md = markdown([row], trials, {"trials": 3, "budget": 300, "host": "2 cores",
+                                  "date": "2026-12-01", "revision": "abc", "wall": 1.0})
+    assert ("| `x` | asan | 2/3 | 7.0 | > 300 (missed) | 3-5 | `counters` | fuzzer 1, seed 1 |"
+            in md)
+    assert "trial 2 (seed 3): not detected" in md
+
+
+def test_one_trial_detects_minimizes_and_saves(tmp_path):
+    out, regs = tmp_path / "out", tmp_path / "regs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.scoreboard", "--entries", "drain_counter", "--trials",
+         "1", "--budget", "90", "--out", str(out), "--save", "--regressions", str(regs),
+         "--no-progress"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((out / "scoreboard.json").read_text())
+    (t,) = data["trials"]
+    assert t["detected"] and 0 <= t["seconds"] <= 90 and t["minimized_ops"] <= 12
+    assert "| `drain_counter` | asan | 1/1 |" in (out / "scoreboard.md").read_text()
+    (saved,) = regs.glob("*.json")
+    record, _ = read_regression(saved)
+    assert record["inject"] == "drain_counter" and check_regression(saved) == []
