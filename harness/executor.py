@@ -19,6 +19,11 @@ into an :class:`Outcome`:
 The sanitizer report wins over a verdict (TSan reports and keeps going). The tail of the
 child's stderr and the report's top frames are kept for triage.
 
+The child runs with address-space randomisation off (``setarch -R``, util-linux), so each
+replay maps its libraries and blocks at the same addresses: a bug that depends on where a
+block lies (a header guessed at an aligned-down address that may or may not be mapped)
+replays the same way every time instead of by the luck of the layout.
+
 :func:`run_inprocess` is the fast path (no child) for release builds: hypothesis and
 benchmarks. A crash there kills the caller.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import re
 import signal
 import subprocess
@@ -207,7 +213,7 @@ def replay(
         "prefix": prefix,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness._child"],
+        [*_NO_ASLR, sys.executable, "-m", "harness._child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -227,6 +233,9 @@ def replay(
             pass
         out, err = proc.communicate()
         return classify(proc.returncode, out, err, timed_out=True)
+
+
+_NO_ASLR = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 def run_inprocess(

@@ -256,11 +256,13 @@ def setup(args: argparse.Namespace) -> Config:
                   run_dir.resolve(), crashes.resolve(), regs, env, native, note)
 
 
-def libfuzzer_command(cfg: Config, seconds: float | None = None) -> list[str]:
-    """The libFuzzer command line for a run of ``seconds`` (default: the whole budget)."""
+def libfuzzer_command(cfg: Config, seconds: float | None = None,
+                      fork: bool = True) -> list[str]:
+    """The libFuzzer command line for a run of ``seconds`` (default: the whole budget), in
+    fork mode (jobs in child processes, going on past crashes) or in-process."""
     a = cfg.args
     seconds = a.max_time if seconds is None else seconds
-    keep_going = [] if a.stop_on_find else [
+    keep_going = [] if not fork else [
         f"-fork={a.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={cfg.crashes}/",
            f"-max_total_time={max(1, int(seconds))}", f"-max_len={1 + RECORD * a.max_ops}",
@@ -374,6 +376,31 @@ class Triage:
         with open(self.index, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
+    def _verified(self, small, program, rep, timeout: float):
+        """(program, reliability, repeats) to keep: the minimized program with its own
+        reliability over fresh replays, or the original input when the reduction reproduces
+        in fewer than half of them. A concurrent-mode program must reproduce in each of at
+        least 5 replays: its repeats per replay are raised (x4, up to 1280) until it does,
+        so that the regression test does not depend on one lucky interleaving."""
+        from harness.triage import run_signature
+
+        runs = self.cfg.args.triage_runs
+        repeats = rep.repeats
+        if rep.mode == "concurrent":
+            runs = max(runs, 5)
+        while True:
+            hits = sum(run_signature(small, self.cfg.build, rep.mode, self.cfg.target,
+                                     repeats, timeout)[0] == rep.signature
+                       for _ in range(runs))
+            if hits == runs or rep.mode != "concurrent" or repeats >= 1280:
+                break
+            repeats *= 4
+            self.say(f"minimized program reproduces {hits}/{runs}: trying {repeats} repeats")
+        if 2 * hits < runs and small != program:
+            self.say(f"minimized program reproduces {hits}/{runs}: keeping the original input")
+            return program, rep.reliability, rep.repeats
+        return small, f"{hits}/{runs}", repeats
+
     def one(self, path: Path) -> None:
         from harness.corpus import regression_record, write_regression
         from harness.minimize import minimize
@@ -440,11 +467,11 @@ class Triage:
         mres = minimize(program, self.cfg.build, self.cfg.target, rep.mode, rep.signature,
                         repeats=rep.repeats, fail_index=fail_index,
                         timeout=rtimeout, max_seconds=a.minimize_time)
-        small = mres.program
+        small, reliability, repeats = self._verified(mres.program, program, rep, rtimeout)
         record = regression_record(
             small, signature=rep.signature, build=self.cfg.build.variant,
             inject=self.cfg.build.inject, target=self.cfg.target, mode=rep.mode,
-            repeats=rep.repeats, reliability=rep.reliability, original_ops=len(program.ops),
+            repeats=repeats, reliability=reliability, original_ops=len(program.ops),
             campaign=str(self.cfg.run_dir), frames=signature_frames(out.frames) if out else [])
         reg = write_regression(record, self.cfg.regressions)
         self.crash_to_regression.append(time.time() - t0)
@@ -460,8 +487,8 @@ class Triage:
         if self.cfg.target.path is not None:
             replay += ["--target", str(self.cfg.target.path), "--prefix",
                        self.cfg.target.prefix or ""]
-        if rep.repeats > 1:
-            replay += ["--repeats", str(rep.repeats)]
+        if repeats > 1:
+            replay += ["--repeats", str(repeats)]
         entry.update(minimized_ops=len(small.ops), minimize_runs=mres.runs,
                      minimize_seconds=mres.seconds, regression=str(reg),
                      program_text=small.to_text(), replay=shlex.join(replay))
@@ -491,10 +518,10 @@ def _check_seeds(cfg: Config, say) -> None:
 
 
 def _one_run(cfg: Config, stats: Stats, triage: Triage, say, bar, log_path: Path,
-             start: float, seconds: float) -> tuple[int, bool]:
+             start: float, seconds: float, fork: bool) -> tuple[int, bool]:
     """One libFuzzer process for ``seconds``, polled; returns (exit code, interrupted)."""
     args = cfg.args
-    cmd = libfuzzer_command(cfg, seconds)
+    cmd = libfuzzer_command(cfg, seconds, fork)
     with stats.lock:
         stats.base_execs = stats.execs
     with open(cfg.run_dir / "command.txt", "a") as f:
@@ -560,20 +587,25 @@ def _warn_once(cfg: Config, stats: Stats, say, log_path: Path, elapsed: float) -
 def _drive(cfg: Config, stats: Stats, triage: Triage, say, bar, log_path: Path,
            start: float) -> tuple[int, bool]:
     """Fuzzes until the budget is spent. Fork mode is one libFuzzer run that outlives its
-    crashes. ``--stop-on-find`` fuzzes in-process instead (no job restarts: about three
-    times the execs/s early on), so libFuzzer exits at each crash: the crash is triaged
-    and, if it did not reproduce, fuzzing resumes on the same corpus."""
+    crashes. ``--stop-on-find`` starts in-process instead (no job restarts: about three
+    times the execs/s early on), so libFuzzer exits at its first crash, which is triaged.
+    If that crash does not reproduce in a fresh process, it depended on the state earlier
+    inputs left in the process (and a restart would replay the corpus into it again): the
+    rest of the budget is fuzzed in fork mode."""
+    fork = not cfg.args.stop_on_find
     while True:
         left = cfg.args.max_time - (time.monotonic() - start)
-        rc, interrupted = _one_run(cfg, stats, triage, say, bar, log_path, start, left)
-        if interrupted or not cfg.args.stop_on_find:
+        rc, interrupted = _one_run(cfg, stats, triage, say, bar, log_path, start, left, fork)
+        if interrupted or fork:
             return rc, interrupted
         triage.scan()
         triage.queue.join()  # every crash so far is reproduced (or not) before deciding
         if triage.found.is_set() or rc == 0 or cfg.args.max_time - (
                 time.monotonic() - start) < 1:
             return rc, False
-        say(f"libFuzzer exited {rc} on a crash that did not reproduce; resuming")
+        say(f"libFuzzer exited {rc} on a crash that did not reproduce alone; fuzzing the "
+            "rest of the budget in fork mode")
+        fork = True
 
 
 def campaign(cfg: Config) -> dict[str, Any]:

@@ -204,11 +204,18 @@ def minimize_with(program: Program, test: Callable[[Program], bool], *,
 
 def minimize(program: Program, build, target: Target, mode: str, signature: str, *,
              repeats: int = 1, fail_index: int | None = None, timeout: float = 20.0,
-             max_runs: int = 400, max_seconds: float = 300.0) -> MinimizeResult:
-    """Minimizes ``program`` while replaying it (fresh process) gives ``signature``."""
+             max_runs: int = 400, max_seconds: float = 300.0,
+             confirm: int | None = None) -> MinimizeResult:
+    """Minimizes ``program`` while replaying it (fresh process) gives ``signature``.
+
+    A reduction is kept only when ``confirm`` fresh replays in a row give the signature:
+    by default 1 in lockstep mode (it replays identically) and 3 in concurrent mode, where
+    a reduction can hit a race once by timing alone and never again."""
+    need = confirm or (1 if mode == "lockstep" else 3)
 
     def test(p: Program) -> bool:
-        return run_signature(p, build, mode, target, repeats, timeout)[0] == signature
+        return all(run_signature(p, build, mode, target, repeats, timeout)[0] == signature
+                   for _ in range(need))
 
     return minimize_with(program, test, fail_index=fail_index, max_runs=max_runs,
                          max_seconds=max_seconds)
