@@ -254,3 +254,12 @@ def test_cli_exit_codes(tmp_path, release) -> None:
     assert "bad.json" in r.stderr
     r = _run_cli(str(good), "--target", "libc.so.6", "--prefix", "", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["name"] == "pass"
+
+
+def test_cli_replays_a_reproducer_file_with_its_own_settings() -> None:
+    reg = PROJECT_ROOT / "regressions" / "asan-drain-counter-counters.json"
+    r = _run_cli(str(reg))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "build asan+drain_counter" in r.stdout and "outcome: counters" in r.stdout
+    r = _run_cli(str(reg), "--inject", "")
+    assert r.returncode == 0 and "build asan," in r.stdout, r.stdout + r.stderr
