@@ -1,11 +1,14 @@
 /* hak_free: the free path.
  *
- * Pointer -> slab is the registry load plus the superslab's unit map: no
+ * Pointer -> slab is the registry load plus the superslab's unit keys: no
  * syscall, no search, and a pointer outside every registered superslab is
- * never dereferenced. USER -> BASE happens here and only here, and only for
- * slabs that ever handed out an aligned interior pointer. The owner pushes the
- * block onto its thread cache; anyone else pushes it onto the slab's remote
- * list. */
+ * never dereferenced. The owner of a plain slab finds everything it needs in
+ * the unit's key (internal.h) and pushes the block onto its thread cache
+ * without reading the slab descriptor. Everything else takes the slow path:
+ * USER -> BASE, which happens here and only here, and only for slabs that ever
+ * handed out an aligned interior pointer; the owner's push, or anyone else's
+ * push onto the slab's remote list; debug checks (debug builds take the slow
+ * path for every free). */
 #include "internal.h"
 
 #if HAK_DEBUG
@@ -41,13 +44,39 @@ static void free_not_in_slab(void *ptr)
     hak_report_misuse("free of a pointer hakmem does not own", ptr);
 }
 
+static inline void cache_push(struct hak_heap *heap, int size_class, void *base)
+{
+    struct hak_tcache *tc = &heap->tc[size_class];
+    void **top = tc->top;
+    if (HAK_LIKELY(top != tc->end)) {
+        *top = base;
+        tc->top = top + 1;
+        return;
+    }
+    hak_tcache_push_full(heap, size_class, base);
+}
+
 HAK_API void hak_free(void *ptr)
 {
-    if (HAK_UNLIKELY(!hak_registered((uintptr_t)ptr))) {
+    uintptr_t a = (uintptr_t)ptr;
+    if (HAK_UNLIKELY(!hak_registered(a))) {
         free_not_in_slab(ptr);
         return;
     }
-    struct hak_slab *slab = hak_slab_in(hak_superslab_at((uintptr_t)ptr), ptr);
+    struct hak_superslab *ss = hak_superslab_at(a);
+    uintptr_t offset = a & (HAK_SS_SIZE - 1);
+    uint32_t key = atomic_load_explicit(&hak_ss_keys(ss)[offset >> HAK_UNIT_SHIFT],
+                                        memory_order_relaxed);
+    struct hak_heap *heap = hak_tl_heap;
+    /* Plain slab, ours, and not an address in the superslab header. */
+    if (HAK_LIKELY(!HAK_DEBUG && (key & ~(uint32_t)0xff) == heap->free_key &&
+                   offset >= HAK_SS_HEADER_BYTES)) {
+        int size_class = (int)(key & 0xff);
+        hak_poison(ptr, hak_class_size[size_class]);
+        cache_push(heap, size_class, ptr);
+        return;
+    }
+    struct hak_slab *slab = hak_slab_in(ss, ptr);
     if (HAK_UNLIKELY(!slab)) {
         hak_report_misuse("free of an address outside any block", ptr);
         return;
@@ -59,16 +88,8 @@ HAK_API void hak_free(void *ptr)
     check_free(slab, ptr, base);
 #endif
     hak_poison(base, slab->block_size);
-    struct hak_heap *heap = hak_tl_heap;
-    if (HAK_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap)) {
-        struct hak_tcache *tc = &heap->tc[slab->size_class];
-        void **top = tc->top;
-        if (HAK_LIKELY(top != tc->end)) {
-            *top = base;
-            tc->top = top + 1;
-            return;
-        }
-        hak_tcache_push_full(heap, slab->size_class, base);
+    if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
+        cache_push(heap, slab->size_class, base);
         return;
     }
     hak_remote_push(slab, base);

@@ -17,7 +17,7 @@
 #include "internal.h"
 
 HAK_TLS struct hak_heap *hak_tl_heap = &hak_heap_empty;
-struct hak_heap hak_heap_empty;
+struct hak_heap hak_heap_empty = {.free_key = UINT32_MAX};
 struct hak_heap *hak_heaps;
 
 /* heap lock */
@@ -25,9 +25,12 @@ static struct hak_heap *free_heaps;
 static uint8_t *heap_arena;
 static size_t heap_arena_left;
 static uint64_t heap_serial;
+static uint32_t heap_ids;
 static struct hak_slab_list abandoned[HAK_CLASSES];
 static _Atomic uint64_t abandoned_count;
 
+/* Six heaps per mapping: a heap is ~40 KiB, mostly cache slots, whose pages
+ * are touched only as they are used. */
 enum { HEAP_ARENA_BYTES = 256 * 1024 };
 
 /* A heap with its cache slots: every class's limit, summed. */
@@ -56,6 +59,8 @@ static struct hak_heap *heap_struct_alloc(void)
     struct hak_heap *h = (struct hak_heap *)heap_arena;
     heap_arena += sz;
     heap_arena_left -= sz;
+    /* A heap keeps its id when recycled; id 0 means "no owner" in unit keys. */
+    h->free_key = ++heap_ids < UINT16_MAX ? heap_ids << HAK_KEY_OWNER_SHIFT : UINT32_MAX;
     return h;
 }
 
@@ -71,7 +76,9 @@ struct hak_heap *hak_heap_get(void)
     hak_heaps_lock();
     heap = heap_struct_alloc();
     if (heap) {
+        uint32_t free_key = heap->free_key;
         memset(heap, 0, sizeof *heap);
+        heap->free_key = free_key;
         void **slot = heap->slots;
         for (int c = 0; c < HAK_CLASSES; c++) {
             heap->tc[c].top = heap->tc[c].base = slot;
@@ -95,6 +102,7 @@ struct hak_heap *hak_heap_get(void)
 static void own_slab(struct hak_heap *heap, struct hak_slab *slab)
 {
     atomic_store_explicit(&slab->owner, heap, memory_order_release);
+    hak_slab_publish(slab);
     slab->full = false;
     hak_list_push(&heap->partial[slab->size_class], slab);
 }
@@ -291,6 +299,7 @@ static void abandon_list(struct hak_slab_list *list)
         struct hak_slab *next = slab->next;
         slab->full = false;
         atomic_store_explicit(&slab->owner, NULL, memory_order_release);
+        hak_slab_publish(slab);
         hak_heaps_lock();
         hak_list_push(&abandoned[slab->size_class], slab);
         hak_heaps_unlock();

@@ -131,9 +131,9 @@ static void check_ownership(struct walk *w, const struct hak_slab *slab,
 /* Returns the slab's `used`, for the superslab's active identity. */
 static uint64_t check_slab(struct walk *w, struct hak_superslab *ss, unsigned first)
 {
-    struct hak_slab *slab = &ss->slabs[first];
+    struct hak_slab *slab = &hak_ss_slabs(ss)[first];
     uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first << HAK_UNIT_SHIFT);
-    uintptr_t start = first == 0 ? unit0 + hak_superslab_header_bytes() : unit0;
+    uintptr_t start = first == 0 ? unit0 + HAK_SS_HEADER_BYTES : unit0;
     uintptr_t end = unit0 + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
     int c = slab->size_class;
     if (c >= HAK_CLASSES || slab->block_size != hak_class_size[c] || slab->start != start ||
@@ -181,19 +181,26 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
     uint64_t used = 0;
     for (unsigned u = 0; u < HAK_UNITS; u++) {
         unsigned first = ss->unit_slab[u];
+        uint32_t key = atomic_load_explicit(&hak_ss_keys(ss)[u], memory_order_relaxed);
         if (first == HAK_UNIT_FREE) {
-            if (ss->slabs[u].lead != HAK_UNIT_FREE)
+            if (hak_ss_slabs(ss)[u].lead != HAK_UNIT_FREE)
                 fail(w, a, "superslab %#lx: free unit %u has a lead slab", (unsigned long)a, u);
+            if (key)
+                fail(w, a, "superslab %#lx: free unit %u has free-path key %#x", (unsigned long)a,
+                     u, key);
             free_units++;
             continue;
         }
-        struct hak_slab *slab = &ss->slabs[first];
+        struct hak_slab *slab = &hak_ss_slabs(ss)[first];
         if (first > u || !slab->units || u >= first + slab->units ||
-            ss->unit_slab[first] != first || ss->slabs[u].lead != first) {
+            ss->unit_slab[first] != first || hak_ss_slabs(ss)[u].lead != first) {
             fail(w, a, "superslab %#lx: unit %u maps to slab %u, which does not cover it",
                  (unsigned long)a, u, first);
             return;
         }
+        if (key != hak_slab_key(slab))
+            fail(w, a, "superslab %#lx: unit %u has free-path key %#x, its slab's descriptor "
+                 "says %#x", (unsigned long)a, u, key, hak_slab_key(slab));
         if (first == u)
             used += check_slab(w, ss, first);
     }

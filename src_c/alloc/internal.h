@@ -7,7 +7,9 @@
  *              class can take units of any superslab (shared pool). The slab
  *              descriptor lives in the superslab header, indexed by its first
  *              unit, so pointer -> slab is: align down to 2 MiB, unit index,
- *              unit_slab[] -> descriptor. No syscall, no search.
+ *              unit_slab[] -> descriptor. No syscall, no search. The free
+ *              path's common case needs only a unit key: one word per unit,
+ *              next to the descriptors (owner, class; see hak_ss_keys).
  *   registry   a flat byte map with one entry per 2 MiB chunk of the address
  *              space, set while a superslab is mapped there. A pointer whose
  *              chunk is not registered is never dereferenced as ours.
@@ -79,11 +81,11 @@ struct hak_superslab;
  * Per class, at quiescent points:
  *   sum(used) - sum(remote_pending) - sum(thread cache lengths) == live blocks
  */
-/* 128 bytes (aligned): the free path finds a descriptor with a shift, not a
- * multiply, on its critical path. */
+/* 128 bytes, 64-aligned (the fields hak_slab_in and free read share the
+ * first cache line): a descriptor is found with a shift, not a multiply. */
 struct hak_slab {
     /* owner-only, hot */
-    _Alignas(128) void *free; /* local free list (singly linked through blocks) */
+    _Alignas(64) void *free; /* local free list (singly linked through blocks) */
     uint32_t free_len;
     uint32_t used;
     uint32_t carved;
@@ -94,7 +96,7 @@ struct hak_slab {
     uint16_t size_class;
     uint8_t lead;           /* first unit of the slab covering this unit's slot,
                              * HAK_UNIT_FREE if none: mirrors unit_slab[] so that
-                             * the free path finds a one-unit slab from the address
+                             * hak_slab_in finds a one-unit slab from the address
                              * alone (this field sits in the descriptor it reads) */
     uint8_t units;          /* 0: descriptor not in use */
     _Atomic uint8_t has_aligned; /* an interior (aligned) pointer was handed out */
@@ -117,8 +119,51 @@ struct hak_superslab {
     uint32_t free_units;            /* pool lock */
     bool cached;                    /* empty and parked in the superslab cache */
     uint8_t unit_slab[HAK_UNITS];   /* first unit of the slab covering a unit */
-    struct hak_slab slabs[HAK_UNITS];
+    /* then, at its colour's offset (hak_ss_slabs), the HAK_UNITS slab descriptors */
 };
+_Static_assert(sizeof(struct hak_slab) == 128, "descriptor index is a shift");
+
+/* After the superslab header, at an offset that depends on the superslab's
+ * address (its colour, in cache-line steps), come the unit keys and then the
+ * slab descriptors. At one fixed offset the same line of every superslab fell
+ * into the same few cache sets. The colour comes from address bits, so finding
+ * it costs no load. */
+enum { HAK_SS_COLORS = 64, HAK_LINE = 64 };
+#define HAK_SS_COLORED_OFFSET \
+    ((sizeof(struct hak_superslab) + HAK_LINE - 1) & ~(size_t)(HAK_LINE - 1))
+#define HAK_SS_KEYS_BYTES (HAK_UNITS * sizeof(uint32_t))
+/* Bytes before the first block of unit 0: room for keys and descriptors at
+ * any colour. */
+#define HAK_SS_HEADER_BYTES                                                  \
+    (HAK_SS_COLORED_OFFSET + (HAK_SS_COLORS - 1) * HAK_LINE + HAK_SS_KEYS_BYTES + \
+     HAK_UNITS * sizeof(struct hak_slab))
+
+static inline uintptr_t hak_ss_colored(const struct hak_superslab *ss)
+{
+    uintptr_t a = (uintptr_t)ss;
+    return a + HAK_SS_COLORED_OFFSET + ((a >> HAK_SS_SHIFT) & (HAK_SS_COLORS - 1)) * HAK_LINE;
+}
+
+/* The free path's key of each unit, one dense word per unit, so that an
+ * owner's free reads one word and no descriptor (32 descriptors per superslab
+ * do not stay in L1; 128 bytes of keys do):
+ *   bits 16-31  owner heap's id (0: no owner)
+ *   bit  8      HAK_KEY_SLOW: the slab handed out an aligned interior pointer
+ *   bits 0-7    size class
+ * 0 for a free unit. Whoever changes a slab's owner, class or has_aligned
+ * republishes its key (hak_slab_publish); hak_heap_check verifies every key
+ * against the descriptors. */
+enum { HAK_KEY_SLOW = 1u << 8, HAK_KEY_OWNER_SHIFT = 16 };
+
+static inline _Atomic uint32_t *hak_ss_keys(const struct hak_superslab *ss)
+{
+    return (_Atomic uint32_t *)hak_ss_colored(ss);
+}
+
+static inline struct hak_slab *hak_ss_slabs(const struct hak_superslab *ss)
+{
+    return (struct hak_slab *)(hak_ss_colored(ss) + HAK_SS_KEYS_BYTES);
+}
 
 /* Thread cache of one class: a bounded stack of free blocks of slabs this heap
  * owns. It lives in the heap's slot array, not linked through the blocks, so
@@ -152,6 +197,9 @@ struct hak_slab_list {
 
 struct hak_heap {
     struct hak_tcache tc[HAK_CLASSES];
+    uint32_t free_key;      /* its id << HAK_KEY_OWNER_SHIFT; UINT32_MAX (matches
+                             * no unit key) for the empty heap, and for heaps
+                             * created once the 16-bit ids ran out */
     struct hak_slab_list partial[HAK_CLASSES]; /* may have free blocks; head is current */
     struct hak_slab_list full[HAK_CLASSES];    /* had none at last look */
     uint64_t serial;
@@ -206,12 +254,13 @@ static inline struct hak_superslab *hak_superslab_of(const void *p)
 static inline struct hak_slab *hak_slab_in(struct hak_superslab *ss, const void *p)
 {
     uintptr_t unit = ((uintptr_t)p - (uintptr_t)ss) >> HAK_UNIT_SHIFT;
-    struct hak_slab *slab = &ss->slabs[unit];
+    struct hak_slab *slabs = hak_ss_slabs(ss);
+    struct hak_slab *slab = &slabs[unit];
     uint8_t lead = slab->lead;
     if (HAK_UNLIKELY(lead != unit)) {
         if (lead == HAK_UNIT_FREE)
             return NULL;
-        slab = &ss->slabs[lead];
+        slab = &slabs[lead];
     }
     if (HAK_UNLIKELY((uintptr_t)p < slab->start))
         return NULL;
@@ -281,13 +330,14 @@ struct hak_slab *hak_pool_take_slab(int size_class);
 void hak_pool_return_slab(struct hak_slab *slab);
 extern struct hak_superslab *hak_superslabs;  /* pool lock */
 void hak_pool_stats(uint64_t *mapped, uint64_t *cached);
-uintptr_t hak_superslab_header_bytes(void);
 
 /* ---- slab.c ---- */
 void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned first_unit,
                      unsigned units, int size_class);
 uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **out);
 void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t n);
+uint32_t hak_slab_key(const struct hak_slab *slab);
+void hak_slab_publish(struct hak_slab *slab);
 
 /* ---- remote.c ---- */
 void hak_remote_push(struct hak_slab *slab, void *block);

@@ -103,7 +103,7 @@ HAK_API void hak_counters_snapshot(struct hak_counters *out)
     for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next) {
         out->superslab_active += atomic_load_explicit(&ss->active, memory_order_relaxed);
         for (unsigned u = 0; u < HAK_UNITS; u++) {
-            struct hak_slab *slab = &ss->slabs[u];
+            struct hak_slab *slab = &hak_ss_slabs(ss)[u];
             if (ss->unit_slab[u] != u || !slab->units)
                 continue;
             struct hak_class_counters *k = &out->cls[slab->size_class];

@@ -12,7 +12,7 @@ void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned f
 {
     uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first_unit << HAK_UNIT_SHIFT);
     uintptr_t end = unit0 + ((uintptr_t)units << HAK_UNIT_SHIFT);
-    uintptr_t start = first_unit == 0 ? unit0 + hak_superslab_header_bytes() : unit0;
+    uintptr_t start = first_unit == 0 ? unit0 + HAK_SS_HEADER_BYTES : unit0;
     uint32_t bs = hak_class_size[size_class];
     slab->free = NULL;
     slab->free_len = 0;
@@ -86,4 +86,24 @@ void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t 
     slab->free_len += n;
     slab->used -= n;
     atomic_fetch_sub_explicit(&slab->ss->active, n, memory_order_relaxed);
+}
+
+/* The key hak_free() finds for every unit of this slab (internal.h). */
+uint32_t hak_slab_key(const struct hak_slab *slab)
+{
+    struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
+    uint32_t key = owner ? owner->free_key : 0;
+    if (key == UINT32_MAX)
+        key = HAK_KEY_SLOW; /* an owner without an id: its frees take the slow path */
+    if (atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
+        key |= HAK_KEY_SLOW;
+    return key | slab->size_class;
+}
+
+void hak_slab_publish(struct hak_slab *slab)
+{
+    unsigned first = (unsigned)(slab - hak_ss_slabs(slab->ss));
+    uint32_t key = hak_slab_key(slab);
+    for (unsigned u = first; u < first + slab->units; u++)
+        atomic_store_explicit(&hak_ss_keys(slab->ss)[u], key, memory_order_relaxed);
 }

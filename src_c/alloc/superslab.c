@@ -14,7 +14,6 @@ struct hak_superslab *hak_superslabs;
 static unsigned cached_count;
 static uint64_t mapped_count;
 
-enum { HEADER_BYTES = (sizeof(struct hak_superslab) + 63) & ~(size_t)63 };
 
 static void list_unlink(struct hak_superslab *ss)
 {
@@ -61,8 +60,8 @@ static struct hak_superslab *superslab_map(void)
     ss->cached = false;
     memset(ss->unit_slab, HAK_UNIT_FREE, sizeof ss->unit_slab);
     for (unsigned u = 0; u < HAK_UNITS; u++)
-        ss->slabs[u].lead = HAK_UNIT_FREE;
-    hak_poison((uint8_t *)ss + HEADER_BYTES, HAK_SS_SIZE - HEADER_BYTES);
+        hak_ss_slabs(ss)[u].lead = HAK_UNIT_FREE;
+    hak_poison((uint8_t *)ss + HAK_SS_HEADER_BYTES, HAK_SS_SIZE - HAK_SS_HEADER_BYTES);
     hak_registry_set((uintptr_t)ss, true);
     mapped_count++;
     list_push_front(ss);
@@ -89,7 +88,7 @@ static int find_units(const struct hak_superslab *ss, unsigned units, int size_c
         if (run < units)
             continue;
         unsigned start = u + 1 - units;
-        if (ss->slabs[start].size_class == size_class) {
+        if (hak_ss_slabs(ss)[start].size_class == size_class) {
             *same = true;
             return (int)start;
         }
@@ -108,14 +107,15 @@ static struct hak_slab *carve_slab(struct hak_superslab *ss, unsigned first, int
         cached_count--;
     }
     for (unsigned u = first; u < first + units; u++)
-        ss->unit_slab[u] = ss->slabs[u].lead = (uint8_t)first;
+        ss->unit_slab[u] = hak_ss_slabs(ss)[u].lead = (uint8_t)first;
     ss->free_units -= units;
     if (ss->free_units == 0) {
         list_unlink(ss);
         list_push_back(ss);
     }
-    struct hak_slab *slab = &ss->slabs[first];
+    struct hak_slab *slab = &hak_ss_slabs(ss)[first];
     hak_slab_format(slab, ss, first, units, size_class);
+    hak_slab_publish(slab);
     return slab;
 }
 
@@ -163,12 +163,14 @@ struct hak_slab *hak_pool_take_slab(int size_class)
 void hak_pool_return_slab(struct hak_slab *slab)
 {
     struct hak_superslab *ss = slab->ss;
-    unsigned first = (unsigned)(slab - ss->slabs);
+    unsigned first = (unsigned)(slab - hak_ss_slabs(ss));
     uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first << HAK_UNIT_SHIFT);
     uintptr_t end = unit0 + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
     hak_pool_lock();
-    for (unsigned u = first; u < first + slab->units; u++)
-        ss->unit_slab[u] = ss->slabs[u].lead = HAK_UNIT_FREE;
+    for (unsigned u = first; u < first + slab->units; u++) {
+        ss->unit_slab[u] = hak_ss_slabs(ss)[u].lead = HAK_UNIT_FREE;
+        atomic_store_explicit(&hak_ss_keys(ss)[u], 0, memory_order_relaxed);
+    }
     ss->free_units += slab->units;
     hak_poison((void *)slab->start, end - slab->start);
     slab->units = 0;
@@ -193,9 +195,4 @@ void hak_pool_stats(uint64_t *mapped, uint64_t *cached)
 {
     *mapped = mapped_count;
     *cached = cached_count;
-}
-
-uintptr_t hak_superslab_header_bytes(void)
-{
-    return HEADER_BYTES;
 }

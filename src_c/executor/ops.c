@@ -124,8 +124,11 @@ static void release(struct hx_run *r, int t, struct hx_block *b)
     if (b->p) {
         r->tg->free(b->p);
         if (r->whitebox && hx_take_hook(r, HAKX_HOOK_HEAP)) {
-            /* The block's first word now points at the block itself: any free
+            /* Flushed first: hakmem's thread caches hold blocks in an array,
+             * so only a block on its slab's free list has a link to corrupt.
+             * The block's first word now points at the block itself: the
              * chain through it loops (heap_check must see a block free twice). */
+            hak_flush_thread();
             volatile uintptr_t *w = (volatile uintptr_t *)b->base;
             w[0] = b->base;
         }
