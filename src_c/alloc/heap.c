@@ -29,7 +29,7 @@ static uint32_t heap_ids;
 static struct hak_slab_list abandoned[HAK_CLASSES];
 static _Atomic uint64_t abandoned_count;
 
-/* Six heaps per mapping: a heap is ~40 KiB, mostly cache slots, whose pages
+/* Four heaps per mapping: a heap is ~60 KiB, mostly cache slots, whose pages
  * are touched only as they are used. */
 enum { HEAP_ARENA_BYTES = 256 * 1024 };
 
