@@ -63,20 +63,17 @@ HAK_API void hak_free(void *ptr)
         free_not_in_slab(ptr);
         return;
     }
-    struct hak_superslab *ss = hak_superslab_at(a);
-    uintptr_t offset = a & (HAK_SS_SIZE - 1);
-    uint32_t key = atomic_load_explicit(&hak_ss_keys(ss)[offset >> HAK_UNIT_SHIFT],
-                                        memory_order_relaxed);
+    uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
     struct hak_heap *heap = hak_tl_heap;
     /* Plain slab, ours, and not an address in the superslab header. */
     if (HAK_LIKELY(!HAK_DEBUG && (key & ~(uint32_t)0xff) == heap->free_key &&
-                   offset >= HAK_SS_HEADER_BYTES)) {
+                   (a & (HAK_SS_SIZE - 1)) >= HAK_SS_HEADER_BYTES)) {
         int size_class = (int)(key & 0xff);
         hak_poison(ptr, hak_class_size[size_class]);
         cache_push(heap, size_class, ptr);
         return;
     }
-    struct hak_slab *slab = hak_slab_in(ss, ptr);
+    struct hak_slab *slab = hak_slab_in(hak_superslab_at(a), ptr);
     if (HAK_UNLIKELY(!slab)) {
         hak_report_misuse("free of an address outside any block", ptr);
         return;

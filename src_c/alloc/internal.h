@@ -124,24 +124,28 @@ struct hak_superslab {
 _Static_assert(sizeof(struct hak_slab) == 128, "descriptor index is a shift");
 
 /* After the superslab header, at an offset that depends on the superslab's
- * address (its colour, in cache-line steps), come the unit keys and then the
- * slab descriptors. At one fixed offset the same line of every superslab fell
- * into the same few cache sets. The colour comes from address bits, so finding
- * it costs no load. */
-enum { HAK_SS_COLORS = 64, HAK_LINE = 64 };
-#define HAK_SS_COLORED_OFFSET \
-    ((sizeof(struct hak_superslab) + HAK_LINE - 1) & ~(size_t)(HAK_LINE - 1))
+ * address (its colour: address bits 21-25, in steps of the key array's size),
+ * come the unit keys and then the slab descriptors. At one fixed offset the
+ * same line of every superslab fell into the same few cache sets. The colour
+ * costs no load. */
+enum { HAK_SS_COLORS = 32 };
+#define HAK_SS_COLORED_OFFSET ((sizeof(struct hak_superslab) + 63) & ~(size_t)63)
 #define HAK_SS_KEYS_BYTES (HAK_UNITS * sizeof(uint32_t))
 /* Bytes before the first block of unit 0: room for keys and descriptors at
  * any colour. */
-#define HAK_SS_HEADER_BYTES                                                  \
-    (HAK_SS_COLORED_OFFSET + (HAK_SS_COLORS - 1) * HAK_LINE + HAK_SS_KEYS_BYTES + \
+#define HAK_SS_HEADER_BYTES                                                          \
+    (HAK_SS_COLORED_OFFSET + HAK_SS_COLORS * HAK_SS_KEYS_BYTES +                     \
      HAK_UNITS * sizeof(struct hak_slab))
+
+static inline unsigned hak_ss_color(uintptr_t a)
+{
+    return (unsigned)(a >> HAK_SS_SHIFT) & (HAK_SS_COLORS - 1);
+}
 
 static inline uintptr_t hak_ss_colored(const struct hak_superslab *ss)
 {
     uintptr_t a = (uintptr_t)ss;
-    return a + HAK_SS_COLORED_OFFSET + ((a >> HAK_SS_SHIFT) & (HAK_SS_COLORS - 1)) * HAK_LINE;
+    return a + HAK_SS_COLORED_OFFSET + hak_ss_color(a) * HAK_SS_KEYS_BYTES;
 }
 
 /* The free path's key of each unit, one dense word per unit, so that an
@@ -163,6 +167,16 @@ static inline _Atomic uint32_t *hak_ss_keys(const struct hak_superslab *ss)
 static inline struct hak_slab *hak_ss_slabs(const struct hak_superslab *ss)
 {
     return (struct hak_slab *)(hak_ss_colored(ss) + HAK_SS_KEYS_BYTES);
+}
+
+/* The key of the unit holding address a. Unit and colour are adjacent
+ * address bits (16-20, 21-25) and a colour step is the key array's size, so
+ * colour * 32 + unit indexes the keys from the colour-0 position: one shift
+ * and one mask. */
+static inline _Atomic uint32_t *hak_unit_key(uintptr_t a)
+{
+    uintptr_t index = (a >> HAK_UNIT_SHIFT) & (HAK_SS_COLORS * HAK_UNITS - 1);
+    return (_Atomic uint32_t *)((a & ~(HAK_SS_SIZE - 1)) + HAK_SS_COLORED_OFFSET) + index;
 }
 
 /* Thread cache of one class: a bounded stack of free blocks of slabs this heap
