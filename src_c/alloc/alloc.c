@@ -8,9 +8,9 @@
 
 #include "internal.h"
 
-/* The cache is empty. Out of line, so that the fast path keeps no frame and
- * ends in a tail call. */
-__attribute__((noinline)) static void *alloc_refill(struct hak_heap *heap, int size_class)
+/* The cache is empty. Out of line, so that the fast path (hak_cache_pop)
+ * keeps no frame and ends in a tail call. */
+__attribute__((noinline)) void *hak_alloc_refill(struct hak_heap *heap, int size_class)
 {
     void *p = hak_tcache_refill(heap, size_class);
     if (HAK_UNLIKELY(!p)) {
@@ -21,30 +21,17 @@ __attribute__((noinline)) static void *alloc_refill(struct hak_heap *heap, int s
     return p;
 }
 
-static inline void *alloc_class(int size_class)
-{
-    struct hak_heap *heap = hak_tl_heap;
-    struct hak_tcache *tc = &heap->tc[size_class];
-    void **top = tc->top;
-    if (HAK_UNLIKELY(top == tc->base))
-        return alloc_refill(heap, size_class);
-    void *p = *--top;
-    tc->top = top;
-    hak_unpoison(p, hak_class_size[size_class]);
-    return p;
-}
-
 void *hak_alloc_class(int size_class)
 {
-    return alloc_class(size_class);
+    return hak_cache_pop(size_class);
 }
 
 HAK_API void *hak_malloc(size_t size)
 {
     if (HAK_LIKELY(size <= HAK_TINY_MAX))
-        return alloc_class(hak_class_of(size));
+        return hak_cache_pop(hak_class_of(size));
     if (size <= HAK_MID_MAX)
-        return alloc_class(hak_class_of(size));
+        return hak_cache_pop(hak_class_of(size));
     return hak_large_alloc(size, HAK_ALIGN, false);
 }
 
@@ -58,7 +45,7 @@ HAK_API void *hak_calloc(size_t count, size_t size)
     if (bytes > HAK_MID_MAX)
         return hak_large_alloc(bytes, HAK_ALIGN, true);
     int size_class = hak_class_of(bytes);
-    void *p = alloc_class(size_class);
+    void *p = hak_cache_pop(size_class);
     if (p)
         memset(p, 0, hak_class_size[size_class]);
     return p;

@@ -44,33 +44,13 @@ static void free_not_in_slab(void *ptr)
     hak_report_misuse("free of a pointer hakmem does not own", ptr);
 }
 
-static inline void cache_push(struct hak_heap *heap, int size_class, void *base)
-{
-    struct hak_tcache *tc = &heap->tc[size_class];
-    void **top = tc->top;
-    if (HAK_LIKELY(top != tc->end)) {
-        *top = base;
-        tc->top = top + 1;
-        return;
-    }
-    hak_tcache_push_full(heap, size_class, base);
-}
-
 HAK_API void hak_free(void *ptr)
 {
+    if (HAK_LIKELY(hak_free_fast(ptr)))
+        return;
     uintptr_t a = (uintptr_t)ptr;
     if (HAK_UNLIKELY(!hak_registered(a))) {
         free_not_in_slab(ptr);
-        return;
-    }
-    uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
-    struct hak_heap *heap = hak_tl_heap;
-    /* Plain slab, ours, and not an address in the superslab header. */
-    if (HAK_LIKELY(!HAK_DEBUG && (key & ~(uint32_t)0xff) == heap->free_key &&
-                   (a & (HAK_SS_SIZE - 1)) >= HAK_SS_HEADER_BYTES)) {
-        int size_class = (int)(key & 0xff);
-        hak_poison(ptr, hak_class_size[size_class]);
-        cache_push(heap, size_class, ptr);
         return;
     }
     struct hak_slab *slab = hak_slab_in(hak_superslab_at(a), ptr);
@@ -85,8 +65,9 @@ HAK_API void hak_free(void *ptr)
     check_free(slab, ptr, base);
 #endif
     hak_poison(base, slab->block_size);
+    struct hak_heap *heap = hak_tl_heap;
     if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
-        cache_push(heap, slab->size_class, base);
+        hak_cache_push(heap, slab->size_class, base);
         return;
     }
     hak_remote_push(slab, base);

@@ -418,4 +418,54 @@ void hak_report_misuse(const char *what, const void *ptr);
 /* ---- alloc.c: a block of one class, unpoisoned (shared with aligned.c) ---- */
 void *hak_alloc_class(int size_class);
 
+/* ---- the fast paths of hak_malloc and hak_free, here so that the drop-in's
+ * malloc and free run them inline rather than through a second jump ---- */
+void *hak_alloc_refill(struct hak_heap *heap, int size_class);
+
+/* A block of the class from the calling thread's cache (unpoisoned); an empty
+ * cache, the empty heap's included, goes to the refill as a tail call. */
+static inline void *hak_cache_pop(int size_class)
+{
+    struct hak_heap *heap = hak_tl_heap;
+    struct hak_tcache *tc = &heap->tc[size_class];
+    void **top = tc->top;
+    if (HAK_UNLIKELY(top == tc->base))
+        return hak_alloc_refill(heap, size_class);
+    void *p = *--top;
+    tc->top = top;
+    hak_unpoison(p, hak_class_size[size_class]);
+    return p;
+}
+
+static inline void hak_cache_push(struct hak_heap *heap, int size_class, void *base)
+{
+    struct hak_tcache *tc = &heap->tc[size_class];
+    void **top = tc->top;
+    if (HAK_LIKELY(top != tc->end)) {
+        *top = base;
+        tc->top = top + 1;
+        return;
+    }
+    hak_tcache_push_full(heap, size_class, base);
+}
+
+/* Frees a plain block of a slab the calling thread owns, from the unit key
+ * alone. False for everything else (foreign, large, remote, aligned interior,
+ * header addresses, and every free of a debug build): hak_free's slow path. */
+static inline bool hak_free_fast(void *ptr)
+{
+    uintptr_t a = (uintptr_t)ptr;
+    if (HAK_DEBUG || HAK_UNLIKELY(!hak_registered(a)))
+        return false;
+    uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
+    struct hak_heap *heap = hak_tl_heap;
+    if (HAK_UNLIKELY((key & ~(uint32_t)0xff) != heap->free_key ||
+                     (a & (HAK_SS_SIZE - 1)) < HAK_SS_HEADER_BYTES))
+        return false;
+    int size_class = (int)(key & 0xff);
+    hak_poison(ptr, hak_class_size[size_class]);
+    hak_cache_push(heap, size_class, ptr);
+    return true;
+}
+
 #endif

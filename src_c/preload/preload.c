@@ -8,9 +8,22 @@
 
 #include "internal.h"
 
-HAK_API void *malloc(size_t size) { return hak_malloc(size); }
-HAK_API void free(void *ptr) { hak_free(ptr); }
-HAK_API void cfree(void *ptr) { hak_free(ptr); }
+/* Tiny requests and owner frees run the fast paths inline; the rest go to
+ * hak_malloc / hak_free. */
+HAK_API void *malloc(size_t size)
+{
+    if (HAK_LIKELY(size <= HAK_TINY_MAX))
+        return hak_cache_pop(hak_class_of(size));
+    return hak_malloc(size);
+}
+
+HAK_API void free(void *ptr)
+{
+    if (!hak_free_fast(ptr))
+        hak_free(ptr);
+}
+
+HAK_API void cfree(void *ptr) { free(ptr); }
 HAK_API void *calloc(size_t count, size_t size) { return hak_calloc(count, size); }
 HAK_API void *realloc(void *ptr, size_t size) { return hak_realloc(ptr, size); }
 HAK_API size_t malloc_usable_size(void *ptr) { return hak_usable_size(ptr); }
