@@ -67,7 +67,7 @@ HAK_API void hak_free(void *ptr)
     hak_poison(base, slab->block_size);
     struct hak_heap *heap = hak_tl_heap;
     if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
-        hak_cache_push(heap, slab->size_class, base);
+        hak_cache_push(heap, &heap->tc[slab->size_class], base);
         return;
     }
     hak_remote_push(slab, base);

@@ -152,12 +152,13 @@ static inline uintptr_t hak_ss_colored(const struct hak_superslab *ss)
  * owner's free reads one word and no descriptor (32 descriptors per superslab
  * do not stay in L1; 128 bytes of keys do):
  *   bits 16-31  owner heap's id (0: no owner)
- *   bit  8      HAK_KEY_SLOW: the slab handed out an aligned interior pointer
- *   bits 0-7    size class
+ *   bit  12     HAK_KEY_SLOW: the slab handed out an aligned interior pointer
+ *   bits 0-11   the byte offset of the class's cache in struct hak_heap
+ *               (class * sizeof(struct hak_tcache)), so free indexes it as is
  * 0 for a free unit. Whoever changes a slab's owner, class or has_aligned
  * republishes its key (hak_slab_publish); hak_heap_check verifies every key
  * against the descriptors. */
-enum { HAK_KEY_SLOW = 1u << 8, HAK_KEY_OWNER_SHIFT = 16 };
+enum { HAK_KEY_CACHE = 0xfff, HAK_KEY_SLOW = 1u << 12, HAK_KEY_OWNER_SHIFT = 16 };
 
 static inline _Atomic uint32_t *hak_ss_keys(const struct hak_superslab *ss)
 {
@@ -221,6 +222,9 @@ struct hak_heap {
     struct hak_heap *prev;
     void *slots[];          /* every class's cache: tc[c].base .. tc[c].end */
 };
+_Static_assert(offsetof(struct hak_heap, tc) == 0 &&
+                   sizeof(((struct hak_heap *)0)->tc) <= HAK_KEY_CACHE + 1,
+               "a unit key holds the byte offset of a cache in the heap");
 
 /* ---- size classes (size_class.c) ---- */
 extern const uint32_t hak_class_size[HAK_CLASSES];
@@ -437,16 +441,15 @@ static inline void *hak_cache_pop(int size_class)
     return p;
 }
 
-static inline void hak_cache_push(struct hak_heap *heap, int size_class, void *base)
+static inline void hak_cache_push(struct hak_heap *heap, struct hak_tcache *tc, void *base)
 {
-    struct hak_tcache *tc = &heap->tc[size_class];
     void **top = tc->top;
     if (HAK_LIKELY(top != tc->end)) {
         *top = base;
         tc->top = top + 1;
         return;
     }
-    hak_tcache_push_full(heap, size_class, base);
+    hak_tcache_push_full(heap, (int)(tc - heap->tc), base);
 }
 
 /* Frees a plain block of a slab the calling thread owns, from the unit key
@@ -459,12 +462,12 @@ static inline bool hak_free_fast(void *ptr)
         return false;
     uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
     struct hak_heap *heap = hak_tl_heap;
-    if (HAK_UNLIKELY((key & ~(uint32_t)0xff) != heap->free_key ||
+    if (HAK_UNLIKELY((key & ~(uint32_t)HAK_KEY_CACHE) != heap->free_key ||
                      (a & (HAK_SS_SIZE - 1)) < HAK_SS_HEADER_BYTES))
         return false;
-    int size_class = (int)(key & 0xff);
-    hak_poison(ptr, hak_class_size[size_class]);
-    hak_cache_push(heap, size_class, ptr);
+    struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + (key & HAK_KEY_CACHE));
+    hak_poison(ptr, hak_class_size[tc - heap->tc]);
+    hak_cache_push(heap, tc, ptr);
     return true;
 }
 

@@ -97,7 +97,7 @@ uint32_t hak_slab_key(const struct hak_slab *slab)
         key = HAK_KEY_SLOW; /* an owner without an id: its frees take the slow path */
     if (atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
         key |= HAK_KEY_SLOW;
-    return key | slab->size_class;
+    return key | (uint32_t)(slab->size_class * sizeof(struct hak_tcache));
 }
 
 void hak_slab_publish(struct hak_slab *slab)
