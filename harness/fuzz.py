@@ -4,9 +4,11 @@ Coverage-guided fuzzing of op programs (binary form) with atheris/libFuzzer, wit
 coverage of the allocator and the executor where the build allows it:
 
 * ``--build asan`` fuzzes the ``asan-cov`` build (fuzz/variants/asan-cov.toml:
-  ``-fsanitize=address,fuzzer-no-link``) under atheris's ``asan_with_fuzzer.so`` (RECIPES.md)
-  and replays/triages crashes on the plain ``asan`` build;
-* other builds (release, debug, tsan, ubsan) are fuzzed as they are: libFuzzer then sees only
+  ``-fsanitize=address,fuzzer-no-link``) under atheris's ``asan_with_fuzzer.so``, and
+  ``--build tsan`` the ``tsan-cov`` build under a libFuzzer shared object preloaded ahead of
+  the TSan runtime (harness.fuzzlibs, RECIPES.md); crashes are replayed and triaged on the
+  plain build;
+* other builds (release, debug, ubsan) are fuzzed as they are: libFuzzer then sees only
   Python-level coverage, and the campaign says so once, on stderr and in the report.
 
 The campaign never dies with its target: the atheris target (fuzz/fuzz_target.py) runs under
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import queue
@@ -51,8 +52,6 @@ FUZZ_DIR = PROJECT_ROOT / "fuzz"
 TARGET_SCRIPT = FUZZ_DIR / "fuzz_target.py"
 SEEDS = FUZZ_DIR / "seeds"
 DICT = FUZZ_DIR / "hakmem.dict"
-#: build -> coverage build fuzzed in its place (same sources and sanitizer + fuzzer-no-link)
-COVERAGE_BUILDS = {"asan": "asan-cov"}
 RECORD = 8
 
 
@@ -100,6 +99,8 @@ every flag:
                     (it is still minimized and written); for time-to-detect measurements
   --ignore-known    minimize and write crashes even when regressions/ already keeps their
                     signature (dedupe only within --regressions and this campaign)
+  --no-seeds        start from the corpus folder alone: no fuzz/seeds inputs and no seed
+                    replay (the dictionary stays): what the fuzzer finds on its own
   --no-progress     no live progress bar (log lines only)
   --libfuzzer-arg A extra libFuzzer flag, -name=value form, repeatable
 """
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     a("--stop-on-find", action="store_true", help="stop fuzzing at the first reproduced crash")
     a("--ignore-known", action="store_true",
       help="do not dedupe against the repository's regressions/")
+    a("--no-seeds", action="store_true", help="no fuzz/seeds inputs, no seed replay")
     a("--no-progress", action="store_true", help="no live progress bar")
     a("--libfuzzer-arg", action="append", default=[], metavar="A", help="-name=value flag")
     return p
@@ -158,57 +160,12 @@ class Config:
     note: str
 
 
-def _atheris_runtime(name: str) -> Path | None:
-    try:
-        import atheris
-    except ImportError:
-        return None
-    p = Path(atheris.path()) / name
-    return p if p.is_file() else None
-
-
-def mutator_lib() -> Path:
-    """Builds fuzz/mutator.c (the record-aware custom mutator) once per source version."""
-    from harness.build import output_dir
-    from harness.errors import BuildError, UsageError
-
-    src = FUZZ_DIR / "mutator.c"
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    out = output_dir("mutator") / f"libhakmem_mutator-{digest}.so"
-    if out.is_file():
-        return out
-    cc = next((c for c in (os.environ.get("HAKMEM_CC"), "clang-19", "cc", "gcc")
-               if c and shutil.which(c)), None)
-    if cc is None:
-        raise UsageError("no C compiler for fuzz/mutator.c: apt-get install -y clang-19")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    proc = subprocess.run([cc, "-std=c11", "-O2", "-fPIC", "-shared", "-Wall", "-Werror",
-                           "-o", str(tmp), str(src)], capture_output=True, text=True)
-    if proc.returncode:
-        raise BuildError(f"compiling {src} failed:\n{proc.stderr[-2000:]}")
-    os.replace(tmp, out)
-    return out
-
-
-def _fuzz_env(fuzz_build, native: bool) -> dict[str, str]:
-    """The fuzzer's environment: sanitizer runtime (atheris's libFuzzer-carrying one under
-    asan) first, as the runtimes require, then the custom mutator."""
-    env = fuzz_build.env()
-    preload = [x for x in re.split(r"[:\s]+", env.get("LD_PRELOAD", "")) if x]
-    if native and fuzz_build.spec.instrumentation_prefix == "__asan_":
-        plain = str(fuzz_build.runtime.library)
-        preload = [str(_atheris_runtime("asan_with_fuzzer.so"))] + [
-            x for x in preload if x != plain]
-    env["LD_PRELOAD"] = " ".join([*preload, str(mutator_lib())])
-    return env
-
-
 def setup(args: argparse.Namespace) -> Config:
     from harness.build import build
     from harness.corpus import CAMPAIGNS, REGRESSIONS, resolve_target
     from harness.errors import UsageError
     from harness.executor import child_env
+    from harness.fuzzlibs import fuzz_env, native_runtime
 
     try:
         import atheris  # noqa: F401
@@ -223,16 +180,12 @@ def setup(args: argparse.Namespace) -> Config:
             raise UsageError(f"--libfuzzer-arg {a!r}: libFuzzer flags have the form -name=value")
     target = resolve_target(args.target, args.prefix)
     replay_build = build(args.build, args.inject)
-    cov = COVERAGE_BUILDS.get(args.build)
-    native, note = False, ""
-    fuzz_build = replay_build
-    if cov and _atheris_runtime("asan_with_fuzzer.so"):
-        fuzz_build = build(cov, args.inject)
-        native = True
-    else:
-        note = (f"note: no native coverage for build {args.build!r} (only asan has a "
-                "fuzzer-no-link coverage build under atheris here); fuzzing with libFuzzer "
-                "guided by Python-level coverage only")
+    cov, libfuzzer, why = native_runtime(args.build)
+    native, note = cov is not None, ""
+    fuzz_build = build(cov, args.inject) if cov else replay_build
+    if not native:
+        note = (f"note: no native coverage for build {args.build!r} ({why}); fuzzing with "
+                "libFuzzer guided by Python-level coverage only")
     tname = "" if target.path is None else "-" + re.sub(r"[^\w.]+", "_", target.label)
     key = f"{replay_build.name}{tname}-{args.mode}" + (f"-t{args.threads}" if args.threads else "")
     root = Path(args.campaigns) if args.campaigns else CAMPAIGNS
@@ -242,7 +195,7 @@ def setup(args: argparse.Namespace) -> Config:
     crashes = run_dir / "crashes"
     for d in (corpus, crashes):
         d.mkdir(parents=True, exist_ok=True)
-    env = child_env(_fuzz_env(fuzz_build, native), target.path is not None)
+    env = child_env(fuzz_env(fuzz_build, libfuzzer), target.path is not None)
     env.update({
         "HAKMEM_FUZZ_LIB": str(fuzz_build.lib),
         "HAKMEM_FUZZ_MODE": args.mode,
@@ -273,14 +226,14 @@ def libfuzzer_command(cfg: Config, seconds: float | None = None,
         cmd.append(f"-dict={DICT}")
     cmd += list(a.libfuzzer_arg)
     cmd.append(str(cfg.corpus))
-    if SEEDS.is_dir() and any(SEEDS.iterdir()):
+    if not a.no_seeds and SEEDS.is_dir() and any(SEEDS.iterdir()):
         cmd.append(str(SEEDS))
     return cmd
 
 
 # --------------------------------------------------------------------------- stats
 
-_STAT = re.compile(r"^#(\d+):?\s.*?cov: (\d+).*?corp: (\d+)\S*.*?exec/s:? (\d+)")
+_STAT = re.compile(r"^#(\d+):?\s.*?(?:cov: (\d+).*?)?corp: (\d+)\S*.*?exec/s:? (\d+)")
 
 
 @dataclasses.dataclass
@@ -306,7 +259,7 @@ class Stats:
             self.mutator_seen = True
         m = _STAT.match(text)
         if m:
-            execs, cov, corp, rate = map(int, m.groups())
+            execs, cov, corp, rate = (int(g or 0) for g in m.groups())
             with self.lock:
                 self.execs, self.cov, self.corp, self.execs_per_s = (
                     self.base_execs + execs, cov, corp, rate)
@@ -502,14 +455,16 @@ class Triage:
 
 def _check_seeds(cfg: Config, say) -> None:
     """libFuzzer's -fork mode merges seed inputs without reporting those that crash: replay
-    each seed once here and persist a failing one as crashes/crash-seed-<name>."""
-    from harness.triage import decode_input, run_signature
+    each seed once here (concurrent mode: CONCURRENT_REPEATS runs, as triage does) and
+    persist a failing one as crashes/crash-seed-<name>."""
+    from harness.triage import CONCURRENT_REPEATS, decode_input, run_signature
 
     for seed in sorted(SEEDS.glob("*")) if SEEDS.is_dir() else []:
         data = seed.read_bytes()
         program, mode = decode_input(data, cfg.args.mode, cfg.args.threads)
-        sig, _ = run_signature(program, cfg.build, mode, cfg.target, 1,
-                               max(2.0, cfg.args.timeout + 1))
+        repeats = CONCURRENT_REPEATS if mode == "concurrent" else 1
+        sig, _ = run_signature(program, cfg.build, mode, cfg.target, repeats,
+                               max(2.0, cfg.args.timeout + 1) * (3 if repeats > 1 else 1))
         if sig != "pass" and not sig.startswith(("child:", "executor")):
             shutil.copyfile(seed, cfg.crashes / f"crash-seed-{seed.stem}")  # mtime: now
             say(f"seed {seed.name} fails ({sig}): persisted as crash-seed-{seed.stem}")
@@ -637,7 +592,8 @@ def campaign(cfg: Config) -> dict[str, Any]:
     say(f"campaign {cfg.key}: run folder {cfg.run_dir}")
     say(f"corpus {cfg.corpus}; fuzzing {cfg.fuzz_build.name}, replaying on {cfg.build.name}")
     triage = Triage(cfg, stats, say, time.time())
-    _check_seeds(cfg, say)
+    if not args.no_seeds:
+        _check_seeds(cfg, say)
     worker = threading.Thread(target=triage.run, name="triage", daemon=True)
     worker.start()
     start = time.monotonic()

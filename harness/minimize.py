@@ -20,7 +20,8 @@ Passes, each kept only while the signature is unchanged, in the order DESIGN.md 
 
 1. cut the tail: after the failing op (the verdict's op index) or, for a crash, the shortest
    reproducing prefix (binary search);
-2. ddmin over ops (chunks of n/2, n/4, ... down to single ops, repeated until no change);
+2. ddmin over slots (all ops of a slot at once), then over ops (chunks of n/2, n/4, ...
+   down to single ops), repeated until no change;
 3. threads: fewest threads (ops folded onto thread ``t % k``), then all on thread 0;
 4. size classes: every op of one request size moved together to a bigger mid size (64, 32,
    16, 8 KiB), whose slabs hold fewer blocks, so that a bug at a slab boundary needs fewer
@@ -39,6 +40,8 @@ from collections.abc import Callable
 from harness.corpus import Target
 from harness.program import Op, Program, representable
 from harness.triage import run_signature
+
+_SLOTTED = ("malloc", "calloc", "realloc", "aligned_alloc", "free", "write")
 
 
 @dataclasses.dataclass
@@ -115,6 +118,32 @@ def _ddmin(p: Program, ok: _Oracle) -> Program:
     return _with_ops(p, ops)
 
 
+def _slots(p: Program, ok: _Oracle) -> Program:
+    """ddmin over slots: every op on a slot goes or stays together (an allocation without
+    its free, or a free without its allocation, is skipped, so op-wise ddmin must find
+    both halves of a pair in one chunk)."""
+    slots = sorted({o.slot for o in p.ops if o.op in _SLOTTED})
+    n = 2
+    while len(slots) >= 2:
+        chunk = max(1, len(slots) // n)
+        removed = False
+        i = 0
+        while i < len(slots):
+            gone = set(slots[i:i + chunk])
+            cand = _with_ops(p, [o for o in p.ops if not (o.op in _SLOTTED and o.slot in gone)])
+            if cand != p and ok(cand):
+                p, slots, removed = cand, slots[:i] + slots[i + chunk:], True
+            else:
+                i += chunk
+        if removed:
+            n = max(n - 1, 2)
+        elif chunk == 1:
+            break
+        else:
+            n = min(len(slots), n * 2)
+    return p
+
+
 def _fold(p: Program, k: int) -> Program:
     ops = [dataclasses.replace(o, thread=o.thread % k) if o.op not in ("barrier",) else o
            for o in p.ops]
@@ -189,7 +218,7 @@ def minimize_with(program: Program, test: Callable[[Program], bool], *,
         prev = None
         while prev != best:
             prev = best
-            best = _ddmin(best, ok)
+            best = _ddmin(_slots(best, ok), ok)
         best = _threads(best, ok)
         resized = _classes(best, ok)
         while resized != best:

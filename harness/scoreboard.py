@@ -104,7 +104,7 @@ def load_config(path: Path = CONFIG, names: list[str] | None = None) -> list[Ent
 
 
 def campaign_command(entry: Entry, trial_dir: Path, seed: int, budget: float,
-                     minimize_time: float) -> list[str]:
+                     minimize_time: float, seeds: bool = True) -> list[str]:
     cmd = [sys.executable, "-m", "harness.fuzz", "--build", entry.build, "--inject",
            entry.name, "--mode", entry.mode, "--max-time", str(budget), "--seed", str(seed),
            "--corpus", str(trial_dir / "corpus"), "--campaigns", str(trial_dir / "campaigns"),
@@ -112,6 +112,8 @@ def campaign_command(entry: Entry, trial_dir: Path, seed: int, budget: float,
            str(minimize_time), "--stop-on-find", "--ignore-known", "--no-progress"]
     if entry.threads:
         cmd += ["--threads", str(entry.threads)]
+    if not seeds:
+        cmd.append("--no-seeds")
     return cmd
 
 
@@ -160,12 +162,12 @@ def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
 
 
 def run_trial(entry: Entry, index: int, seed: int, root: Path, budget: float,
-              minimize_time: float) -> Trial:
+              minimize_time: float, seeds: bool = True) -> Trial:
     trial_dir = root / entry.name / f"trial{index}"
     if trial_dir.exists():
         shutil.rmtree(trial_dir)
     trial_dir.mkdir(parents=True)
-    cmd = campaign_command(entry, trial_dir, seed, budget, minimize_time)
+    cmd = campaign_command(entry, trial_dir, seed, budget, minimize_time, seeds)
     (trial_dir / "command.txt").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
     with open(trial_dir / "campaign.log", "wb") as log:
@@ -214,6 +216,7 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
                      f"{_fmt_s(r['median_s'])} | {r['worst']} | {r['ops']} | "
                      f"`{r['signature']}` | {r['found_by']} |")
     lines += ["", f"{meta['trials']} trials per entry, budget {meta['budget']:.0f} s each, "
+              + ("with the seed corpus, " if meta.get("seeds", True) else "no seed inputs, ") +
               f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
               f"{meta['wall']:.0f} s in all.", ""]
     problems = [t for t in trials if t.problem]
@@ -270,6 +273,8 @@ def _parser() -> argparse.ArgumentParser:
       help="keep each entry's smallest reproducer in --regressions (new or smaller only)")
     a("--regressions", default="", metavar="DIR",
       help="where --save keeps reproducers (default regressions/)")
+    a("--no-seeds", action="store_true",
+      help="campaigns without fuzz/seeds inputs: what the fuzzer finds on its own")
     a("--no-progress", action="store_true", help="no live progress bar")
     return p
 
@@ -307,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.trials):
             if bar is not None:
                 bar.set_postfix_str(f"{e.name} trial {k}")
-            t = run_trial(e, k, args.seed + k, root, args.budget, args.minimize_time)
+            t = run_trial(e, k, args.seed + k, root, args.budget, args.minimize_time,
+                          not args.no_seeds)
             mine.append(t)
             msg = (f"{e.name} trial {k}: " + (f"detected in {t.seconds:.1f} s, {t.signature}, "
                    f"{t.original_ops} -> {t.minimized_ops} ops" if t.detected else "MISSED")
@@ -327,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if bar is not None:
         bar.close()
     meta = {"trials": args.trials, "budget": args.budget, "revision": git_revision(),
+            "seeds": not args.no_seeds,
             "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
             "wall": time.monotonic() - t0}
     md = markdown(rows, trials, meta)

@@ -96,8 +96,13 @@ class Reproduction:
         return self.hits > 0 and 2 * self.hits >= self.runs
 
 
+#: runs of a concurrent-mode program inside one replay: a race shows in a few percent of
+#: interleavings, so one run is a coin toss and 20 rarely miss
+CONCURRENT_REPEATS = 20
+
+
 def reproduce(program: Program, build, target: Target, runs: int = 3,
-              concurrent_repeats: int = 20, timeout: float = 30.0,
+              concurrent_repeats: int = CONCURRENT_REPEATS, timeout: float = 30.0,
               prefer: str = "lockstep") -> Reproduction:
     """Lockstep first (unless the program only fails concurrently), then concurrent."""
     modes = ["lockstep", "concurrent"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.fuzz import mutator_lib
+from harness.fuzzlibs import mutator_lib
 from harness.program import HEADER, RECORD, Op, Program, decode, encode
 
 _FFI = cffi.FFI()
