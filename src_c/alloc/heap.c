@@ -216,6 +216,8 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
             return NULL;
         uint32_t n = hak_slab_take(slab, want, tc->base);
         if (HAK_INJECT_STALE_REFILL && n && started && started != slab) {
+            slab->used -= n;
+            started->used += n;
             atomic_fetch_sub_explicit(&slab->ss->active, n, memory_order_relaxed);
             atomic_fetch_add_explicit(&started->ss->active, n, memory_order_relaxed);
         }
