@@ -88,3 +88,23 @@ def test_crashing_or_hanging_target_does_not_end_the_campaign(tmp_path, fixture,
     assert s["elapsed"] >= 10, "the campaign kept fuzzing after the first crash"
     data, _ = read_regression(sorted((tmp_path / "regs").glob("*.json"))[0])
     assert data["signature"].startswith(sig)
+
+
+def test_libfuzzer_command_modes(tmp_path):
+    from types import SimpleNamespace
+
+    from harness.fuzz import SEEDS, _parser, libfuzzer_command
+
+    def cmd(*argv, **kw):
+        cfg = SimpleNamespace(args=_parser().parse_args(list(argv)), crashes=tmp_path / "c",
+                              corpus=tmp_path / "corpus")
+        return libfuzzer_command(cfg, **kw)
+
+    forked = cmd("--max-time", "30", "--jobs", "2")
+    assert "-fork=2" in forked and "-ignore_crashes=1" in forked and str(SEEDS) in forked
+    assert "-max_total_time=30" in forked
+    inproc = cmd("--stop-on-find", fork=False, seconds=12.5)
+    assert not any(a.startswith(("-fork", "-ignore_")) for a in inproc)
+    assert "-max_total_time=12" in inproc
+    assert str(SEEDS) not in cmd("--no-seeds")
+    assert inproc[-1] == str(tmp_path / "corpus") or inproc[-2] == str(tmp_path / "corpus")
