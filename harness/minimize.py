@@ -95,17 +95,19 @@ def _tail(p: Program, ok: _Oracle, fail_index: int | None) -> Program:
     return _with_ops(p, p.ops[:hi])
 
 
-def _ddmin(p: Program, ok: _Oracle) -> Program:
-    ops = list(p.ops)
+def _ddmin_units(units: list, build: Callable[[list], Program], ok: _Oracle,
+                 least: int = 1) -> list:
+    """ddmin over ``units``: removes chunks of n/2, n/4, ... down to single units while
+    ``build(kept)`` still reproduces; returns the units kept."""
     n = 2
-    while len(ops) >= 1:
-        chunk = max(1, len(ops) // n)
+    while len(units) >= least:
+        chunk = max(1, len(units) // n)
         removed = False
         i = 0
-        while i < len(ops):
-            cand = ops[:i] + ops[i + chunk:]
-            if cand != ops and ok(_with_ops(p, cand)):
-                ops = cand
+        while i < len(units):
+            cand = units[:i] + units[i + chunk:]
+            if cand != units and ok(build(cand)):
+                units = cand
                 removed = True
             else:
                 i += chunk
@@ -114,34 +116,25 @@ def _ddmin(p: Program, ok: _Oracle) -> Program:
             continue
         if chunk == 1:
             break
-        n = min(len(ops), n * 2)
-    return _with_ops(p, ops)
+        n = min(len(units), n * 2)
+    return units
+
+
+def _ddmin(p: Program, ok: _Oracle) -> Program:
+    return _with_ops(p, _ddmin_units(list(p.ops), lambda ops: _with_ops(p, ops), ok))
 
 
 def _slots(p: Program, ok: _Oracle) -> Program:
     """ddmin over slots: every op on a slot goes or stays together (an allocation without
     its free, or a free without its allocation, is skipped, so op-wise ddmin must find
     both halves of a pair in one chunk)."""
+
+    def without(kept: list[int]) -> Program:
+        keep = set(kept)
+        return _with_ops(p, [o for o in p.ops if o.op not in _SLOTTED or o.slot in keep])
+
     slots = sorted({o.slot for o in p.ops if o.op in _SLOTTED})
-    n = 2
-    while len(slots) >= 2:
-        chunk = max(1, len(slots) // n)
-        removed = False
-        i = 0
-        while i < len(slots):
-            gone = set(slots[i:i + chunk])
-            cand = _with_ops(p, [o for o in p.ops if not (o.op in _SLOTTED and o.slot in gone)])
-            if cand != p and ok(cand):
-                p, slots, removed = cand, slots[:i] + slots[i + chunk:], True
-            else:
-                i += chunk
-        if removed:
-            n = max(n - 1, 2)
-        elif chunk == 1:
-            break
-        else:
-            n = min(len(slots), n * 2)
-    return p
+    return without(_ddmin_units(slots, without, ok, least=2))
 
 
 def _fold(p: Program, k: int) -> Program:
