@@ -213,7 +213,7 @@ def replay(
         "prefix": prefix,
     }
     proc = subprocess.Popen(
-        [*_NO_ASLR, sys.executable, "-m", "harness._child"],
+        [*NO_ASLR, sys.executable, "-m", "harness._child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -235,7 +235,8 @@ def replay(
         return classify(proc.returncode, out, err, timed_out=True)
 
 
-_NO_ASLR = ["setarch", "-R"] if shutil.which("setarch") else []
+#: command prefix that runs a child with address-space randomisation off (see above)
+NO_ASLR = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 def run_inprocess(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from harness import PROJECT_ROOT
 from harness import program as prog
 from harness.binding import load, run_program
-from harness.executor import child_env, classify, replay, run_inprocess
+from harness.executor import NO_ASLR, child_env, classify, replay, run_inprocess
 from harness.program import Op, Program
 from tests.fixtures.fxlib import PEERS, build_fixture, peer_missing
 
@@ -90,8 +90,10 @@ print(json.dumps(out))
 
 def test_lockstep_is_deterministic(release) -> None:
     """100 replays (20 fresh processes x 5 runs): same verdict and same address pattern
-    for the same run index (a fresh process starts from the same allocator state)."""
-    procs = [subprocess.Popen([sys.executable, "-c", _TRACE_CHILD.format(runs=5),
+    for the same run index (a fresh process starts from the same allocator state).
+    The children run as replays do, with ASLR off: whether the kernel grows a cached large
+    mapping in place (mremap) depends on its neighbours, i.e. on the random layout."""
+    procs = [subprocess.Popen([*NO_ASLR, sys.executable, "-c", _TRACE_CHILD.format(runs=5),
                                str(release.lib)], stdout=subprocess.PIPE, text=True,
                               env=child_env(release.env()), cwd=PROJECT_ROOT)
              for _ in range(20)]
