@@ -77,7 +77,8 @@ examples:
   python -m harness.fuzz --build tsan --mode concurrent --threads 4 --jobs 2 --max-time 3600
 
 every flag:
-  --build B         build variant to fuzz: release, debug, asan, tsan, ubsan (default asan)
+  --build B         build variant to fuzz: release, debug, asan, tsan, ubsan (default asan;
+                    asan and tsan fuzz their -cov build with native coverage)
   --inject NAME     compile seeded bug NAME (src_c/alloc/inject.h) into the build
   --target T        fuzz a foreign allocator (black-box): a library path, a soname, or
                     fixture:NAME (tests/fixtures/fx_NAME.c, built for you, prefix fx_)
@@ -96,7 +97,9 @@ every flag:
   --triage-runs N   fresh-process replays per crash for reliability (default 3)
   --minimize-time S time budget for minimizing each distinct crash (default 300)
   --stop-on-find    stop fuzzing at the first crash that reproduces in a fresh process
-                    (it is still minimized and written); for time-to-detect measurements
+                    (it is still minimized and written); for time-to-detect measurements.
+                    Fuzzes in-process (no fork-mode job restarts), and in fork mode after
+                    a crash that only failed in the state earlier inputs left behind
   --ignore-known    minimize and write crashes even when regressions/ already keeps their
                     signature (dedupe only within --regressions and this campaign)
   --no-seeds        start from the corpus folder alone: no fuzz/seeds inputs and no seed
