@@ -228,7 +228,9 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
 
 
 def save_best(entry: Entry, trials: list[Trial], regressions: Path) -> Path | None:
-    """Keeps the entry's smallest fully reliable reproducer in ``regressions``."""
+    """Keeps one reproducer per seeded bug in ``regressions``: the entry's smallest fully
+    reliable one, when the bug has none there yet or only larger ones (which it replaces,
+    whatever their signature)."""
     from harness.corpus import known_signatures
 
     good = [t for t in trials if t.detected and t.regression
@@ -236,16 +238,19 @@ def save_best(entry: Entry, trials: list[Trial], regressions: Path) -> Path | No
     if not good:
         return None
     best = min(good, key=lambda t: (t.minimized_ops or 0, t.seconds or 0))
-    kept = known_signatures(regressions).get((best.signature, entry.name, "hakmem"))
-    if kept is not None:
-        kept_ops = json.loads(kept.read_text()).get("minimized_ops")
-        if kept_ops is not None and kept_ops <= (best.minimized_ops or 0):
-            return None
+    kept = [p for (_, inject, label), p in known_signatures(regressions).items()
+            if inject == entry.name and label == "hakmem"]
+    ops = [json.loads(p.read_text()).get("minimized_ops") for p in kept]
+    if any(n is not None and n <= (best.minimized_ops or 0) for n in ops):
+        return None
     regressions.mkdir(parents=True, exist_ok=True)
-    dest = kept or regressions / Path(best.regression).name
+    dest = regressions / Path(best.regression).name
     tmp = dest.with_suffix(".json.tmp")
     shutil.copyfile(best.regression, tmp)
     os.replace(tmp, dest)
+    for p in kept:  # only once the new one is in place
+        if p.resolve() != dest.resolve():
+            p.unlink()
     return dest
 
 

@@ -59,3 +59,28 @@ def test_one_trial_detects_minimizes_and_saves(tmp_path):
     (saved,) = regs.glob("*.json")
     record, _ = read_regression(saved)
     assert record["inject"] == "drain_counter" and check_regression(saved) == []
+
+
+def test_save_best_keeps_one_reproducer_per_bug(tmp_path):
+    from harness.corpus import FORMAT
+    from harness.scoreboard import save_best
+
+    def reg(path, sig, ops):
+        path.write_text(json.dumps({"format": FORMAT, "signature": sig, "inject": "x",
+                                    "target": None, "minimized_ops": ops}))
+        return path
+
+    regs, runs = tmp_path / "regs", tmp_path / "runs"
+    regs.mkdir()
+    runs.mkdir()
+    old = reg(regs / "old.json", "heap_check", 5)
+    e = Entry("x", "asan", "lockstep")
+    big = Trial("x", 0, 1, True, 2.0, "counters", 7, reliability="3/3",
+                regression=str(reg(runs / "big.json", "counters", 7)))
+    assert save_best(e, [big], regs) is None and old.exists()  # larger: the old one stays
+    small = Trial("x", 1, 2, True, 3.0, "counters", 2, reliability="3/3",
+                  regression=str(reg(runs / "small.json", "counters", 2)))
+    flaky = Trial("x", 2, 3, True, 1.0, "counters", 1, reliability="2/3",
+                  regression=str(reg(runs / "flaky.json", "counters", 1)))
+    assert save_best(e, [big, small, flaky], regs) == regs / "small.json"
+    assert sorted(p.name for p in regs.iterdir()) == ["small.json"]
