@@ -45,20 +45,24 @@ def test_aggregate_counts_misses_and_medians():
     assert "trial 2 (seed 3): not detected" in md
 
 
-def test_one_trial_detects_minimizes_and_saves(tmp_path):
+@pytest.mark.parametrize("entry, build", [("drain_counter", "asan"),
+                                          ("remote_plain_push", "tsan concurrent t4")])
+def test_one_trial_detects_minimizes_and_saves(tmp_path, entry, build):
     out, regs = tmp_path / "out", tmp_path / "regs"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.scoreboard", "--entries", "drain_counter", "--trials",
+        [sys.executable, "-m", "harness.scoreboard", "--entries", entry, "--trials",
          "1", "--budget", "90", "--out", str(out), "--save", "--regressions", str(regs),
          "--no-progress"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "scoreboard.json").read_text())
     (t,) = data["trials"]
     assert t["detected"] and 0 <= t["seconds"] <= 90 and t["minimized_ops"] <= 12
-    assert "| `drain_counter` | asan | 1/1 |" in (out / "scoreboard.md").read_text()
+    assert f"| `{entry}` | {build} | 1/1 |" in (out / "scoreboard.md").read_text()
     (saved,) = regs.glob("*.json")
     record, _ = read_regression(saved)
-    assert record["inject"] == "drain_counter" and check_regression(saved) == []
+    assert record["inject"] == entry and check_regression(saved) == []
+    if record["mode"] == "concurrent":  # kept only after 6/6 replays, two at a time
+        assert record["reliability"] == "6/6" and record["repeats"] >= 20
 
 
 def test_save_best_keeps_one_reproducer_per_bug(tmp_path):
