@@ -33,8 +33,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import subprocess
 import sys

@@ -53,6 +53,8 @@ TARGET_SCRIPT = FUZZ_DIR / "fuzz_target.py"
 SEEDS = FUZZ_DIR / "seeds"
 DICT = FUZZ_DIR / "hakmem.dict"
 RECORD = 8
+#: crash files of seeds that failed as they are (the rest are libFuzzer's crash-<sha1>)
+SEED_CRASH_PREFIX = "crash-seed-"
 
 
 def normalize(data: bytes, mode: str = "lockstep", threads: int = 0) -> tuple[bytes, str]:
@@ -254,6 +256,14 @@ class Stats:
     base_execs: int = 0  #: execs of earlier libFuzzer runs of this campaign
     samples: list[dict[str, float]] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def sample(self, elapsed: float) -> None:
+        """Records the progress plot's point at ``elapsed`` seconds."""
+        with self.lock:
+            self.samples.append({"elapsed": elapsed, "execs": self.execs,
+                                 "execs_per_s": self.execs_per_s, "cov": self.cov,
+                                 "corp": self.corp, "crashes": self.crash_files,
+                                 "distinct": self.distinct})
 
     def line(self, text: str) -> None:
         if "inline 8-bit counters" in text:
@@ -476,8 +486,9 @@ def _check_seeds(cfg: Config, say) -> None:
         sig, _ = run_signature(program, cfg.build, mode, cfg.target, repeats,
                                max(2.0, cfg.args.timeout + 1) * (3 if repeats > 1 else 1))
         if sig != "pass" and not sig.startswith(("child:", "executor")):
-            shutil.copyfile(seed, cfg.crashes / f"crash-seed-{seed.stem}")  # mtime: now
-            say(f"seed {seed.name} fails ({sig}): persisted as crash-seed-{seed.stem}")
+            name = SEED_CRASH_PREFIX + seed.stem
+            shutil.copyfile(seed, cfg.crashes / name)  # copyfile: its mtime is now
+            say(f"seed {seed.name} fails ({sig}): persisted as {name}")
             if sig == "timeout":
                 return  # every hanging seed would cost a timeout: one is enough
 
@@ -496,17 +507,13 @@ def _one_run(cfg: Config, stats: Stats, triage: Triage, say, bar, log_path: Path
     reader = threading.Thread(target=_reader, args=(proc.stdout, log_path, stats), daemon=True)
     reader.start()
     deadline = time.monotonic() + seconds + 60  # libFuzzer stops itself; the safety net
-    stopping = False
+    stopping = interrupted = False
     try:
         while proc.poll() is None:
             time.sleep(0.5)
             triage.scan()
             elapsed = time.monotonic() - start
-            with stats.lock:
-                stats.samples.append({"elapsed": elapsed, "execs": stats.execs,
-                                      "execs_per_s": stats.execs_per_s, "cov": stats.cov,
-                                      "corp": stats.corp, "crashes": stats.crash_files,
-                                      "distinct": stats.distinct})
+            stats.sample(elapsed)
             _warn_once(cfg, stats, say, log_path, elapsed)
             if bar is not None:
                 bar.n = min(int(elapsed), int(args.max_time))
@@ -523,18 +530,16 @@ def _one_run(cfg: Config, stats: Stats, triage: Triage, say, bar, log_path: Path
                 os.killpg(proc.pid, signal.SIGINT)
                 deadline += 30
     except KeyboardInterrupt:
+        interrupted = True
         say("interrupted: stopping the fuzzer, then triaging what was found")
         try:
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        reader.join(timeout=5)
-        return proc.returncode, True
     proc.wait()
     reader.join(timeout=5)
-    return proc.returncode, False
+    return proc.returncode, interrupted
 
 
 def _warn_once(cfg: Config, stats: Stats, say, log_path: Path, elapsed: float) -> None:
@@ -620,10 +625,7 @@ def campaign(cfg: Config) -> dict[str, Any]:
         bar.set_postfix_str(f"exec/s {stats.execs_per_s} cov {stats.cov} corp {stats.corp} "
                             f"crashes {stats.crash_files} bugs {stats.distinct}", refresh=True)
         bar.close()
-    stats.samples.append({"elapsed": elapsed, "execs": stats.execs,
-                          "execs_per_s": stats.execs_per_s, "cov": stats.cov,
-                          "corp": stats.corp, "crashes": stats.crash_files,
-                          "distinct": stats.distinct})
+    stats.sample(elapsed)
     with open(cfg.run_dir / "stats.csv", "w") as f:
         keys = ["elapsed", "execs", "execs_per_s", "cov", "corp", "crashes", "distinct"]
         f.write(",".join(keys) + "\n")

@@ -38,10 +38,8 @@ import time
 from collections.abc import Callable
 
 from harness.corpus import Target
-from harness.program import Op, Program, representable
+from harness.program import SIZED_OPS, SLOTTED_OPS, Op, Program, representable
 from harness.triage import run_signature
-
-_SLOTTED = ("malloc", "calloc", "realloc", "aligned_alloc", "free", "write")
 
 
 @dataclasses.dataclass
@@ -131,9 +129,9 @@ def _slots(p: Program, ok: _Oracle) -> Program:
 
     def without(kept: list[int]) -> Program:
         keep = set(kept)
-        return _with_ops(p, [o for o in p.ops if o.op not in _SLOTTED or o.slot in keep])
+        return _with_ops(p, [o for o in p.ops if o.op not in SLOTTED_OPS or o.slot in keep])
 
-    slots = sorted({o.slot for o in p.ops if o.op in _SLOTTED})
+    slots = sorted({o.slot for o in p.ops if o.op in SLOTTED_OPS})
     return without(_ddmin_units(slots, without, ok, least=2))
 
 
@@ -156,14 +154,13 @@ BIG_SIZES = (65536, 32768, 16384, 8192)
 
 
 def _classes(p: Program, ok: _Oracle) -> Program:
-    sizes = {o.size for o in p.ops if o.op in ("malloc", "calloc", "realloc", "aligned_alloc")
-             and 0 < o.size < BIG_SIZES[0]}
+    sizes = {o.size for o in p.ops if o.op in SIZED_OPS and 0 < o.size < BIG_SIZES[0]}
     for size in sorted(sizes, key=lambda s: -sum(o.size == s for o in p.ops)):
         for big in BIG_SIZES:
             if big <= size:
                 break
-            cand = _with_ops(p, [dataclasses.replace(o, size=big) if o.size == size and o.op in
-                                 ("malloc", "calloc", "realloc", "aligned_alloc") else o
+            cand = _with_ops(p, [dataclasses.replace(o, size=big)
+                                 if o.size == size and o.op in SIZED_OPS else o
                                  for o in p.ops])
             if ok(cand):
                 p = cand
@@ -174,7 +171,7 @@ def _classes(p: Program, ok: _Oracle) -> Program:
 def _simplify(p: Program, ok: _Oracle) -> Program:
     ops = list(p.ops)
     for i, o in enumerate(ops):
-        if o.op in ("malloc", "calloc", "realloc", "aligned_alloc"):
+        if o.op in SIZED_OPS:
             for size in (16, 1, 0, o.size // 2):
                 if size >= o.size or not representable(size):
                     continue

@@ -65,6 +65,9 @@ from harness.errors import UsageError
 
 __all__ = [
     "OPCODES",
+    "SIZED_OPS",
+    "SLOTTED_OPS",
+    "THREADED_OPS",
     "SLOTS",
     "MAX_THREADS",
     "RECORD",
@@ -110,9 +113,10 @@ IMPOSSIBLE_MIN = 1 << 47
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
-_SIZED = ("malloc", "calloc", "realloc", "aligned_alloc")
-_SLOTTED = _SIZED + ("free", "write")
-_THREADED = _SLOTTED + ("thread_exit", "flush")
+#: ops that carry a size, ops that name a slot, ops that run on one program thread
+SIZED_OPS = ("malloc", "calloc", "realloc", "aligned_alloc")
+SLOTTED_OPS = SIZED_OPS + ("free", "write")
+THREADED_OPS = SLOTTED_OPS + ("thread_exit", "flush")
 
 
 class ProgramError(UsageError):
@@ -145,13 +149,13 @@ class Op:
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"op": self.op}
-        if self.op in _THREADED:
+        if self.op in THREADED_OPS:
             d["thread"] = self.thread
-        if self.op in _SLOTTED:
+        if self.op in SLOTTED_OPS:
             d["slot"] = self.slot
         if self.op == "calloc":
             d["count"] = self.count
-        if self.op in _SIZED:
+        if self.op in SIZED_OPS:
             d["size"] = self.size
         if self.op == "aligned_alloc":
             d["align"] = self.align
@@ -263,7 +267,7 @@ def decode(data: bytes) -> Program:
         name = OPCODES[b[0] % len(OPCODES)]
         thread = b[1] % threads
         slot = b[2] % SLOTS
-        if name in _SIZED:
+        if name in SIZED_OPS:
             size = decode_size(b[3], b[4], b[5], b[6])
             count = b[7] % (MAX_CALLOC_COUNT + 1) if name == "calloc" else 0
             align = 1 << (b[7] % (MAX_ALIGN_LOG2 + 1)) if name == "aligned_alloc" else 0
@@ -283,14 +287,14 @@ def encode(program: Program) -> bytes:
     out = bytearray([program.threads - 1])
     for op in program.ops:
         sel = v0 = v1 = v2 = aux = 0
-        if op.op in _SIZED:
+        if op.op in SIZED_OPS:
             sel, v0, v1, v2 = encode_size(op.size)
         if op.op == "calloc":
             aux = op.count
         elif op.op == "aligned_alloc":
             aux = op.align.bit_length() - 1
-        slot = op.slot if op.op in _SLOTTED else 0
-        thread = op.thread if op.op in _THREADED else 0
+        slot = op.slot if op.op in SLOTTED_OPS else 0
+        thread = op.thread if op.op in THREADED_OPS else 0
         out += bytes([OPCODES.index(op.op), thread, slot, sel, v0, v1, v2, aux])
     return bytes(out)
 
@@ -312,15 +316,15 @@ def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
 
     if op.op not in OPCODES:
         raise bad("op", f"unknown op {op.op!r}; one of {', '.join(OPCODES)}")
-    if op.op in _THREADED and not 0 <= op.thread < threads:
+    if op.op in THREADED_OPS and not 0 <= op.thread < threads:
         raise bad("thread", f"thread {op.thread} not in 0..{threads - 1}")
-    if op.op not in _THREADED and op.thread != 0:
+    if op.op not in THREADED_OPS and op.thread != 0:
         raise bad("thread", f"{op.op} takes no thread")
-    if op.op in _SLOTTED and not 0 <= op.slot < SLOTS:
+    if op.op in SLOTTED_OPS and not 0 <= op.slot < SLOTS:
         raise bad("slot", f"slot {op.slot} not in 0..{SLOTS - 1}")
-    if op.op not in _SLOTTED and op.slot != 0:
+    if op.op not in SLOTTED_OPS and op.slot != 0:
         raise bad("slot", f"{op.op} takes no slot")
-    if op.op in _SIZED:
+    if op.op in SIZED_OPS:
         if not representable(op.size):
             raise bad("size", _size_message(op.size))
     elif op.size:
@@ -383,11 +387,11 @@ def from_text(text: str, source: str = "<string>") -> Program:
                                i, "op")
         name = d["op"]
         required = []
-        if name in _THREADED:
+        if name in THREADED_OPS:
             required.append("thread")
-        if name in _SLOTTED:
+        if name in SLOTTED_OPS:
             required.append("slot")
-        if name in _SIZED:
+        if name in SIZED_OPS:
             required.append("size")
         if name == "calloc":
             required.append("count")

@@ -40,6 +40,7 @@ from typing import Any
 
 from harness import PROJECT_ROOT
 from harness.errors import UsageError
+from harness.fuzz import SEED_CRASH_PREFIX
 
 CONFIG = PROJECT_ROOT / "fuzz" / "scoreboard.toml"
 
@@ -150,8 +151,8 @@ def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
             trial.original_ops = e.get("original_ops")
             trial.reliability = e.get("reliability", "")
             trial.regression = e["regression"]
-            trial.found_by = "seed" if Path(e["file"]).name.startswith("crash-seed-") \
-                else "fuzzer"
+            seeded = Path(e["file"]).name.startswith(SEED_CRASH_PREFIX)
+            trial.found_by = "seed" if seeded else "fuzzer"
     if others:
         trial.problem = "; ".join(others)
     elif not trial.detected:
