@@ -88,3 +88,28 @@ def test_save_best_keeps_one_reproducer_per_bug(tmp_path):
                   regression=str(reg(runs / "flaky.json", "counters", 1)))
     assert save_best(e, [big, small, flaky], regs) == regs / "small.json"
     assert sorted(p.name for p in regs.iterdir()) == ["small.json"]
+
+
+def test_a_reproducer_that_does_not_hold_is_not_a_detection(tmp_path):
+    """score_trial counts a crash only when check_regression holds for its reproducer."""
+    from harness.scoreboard import score_trial
+
+    data = json.loads((PROJECT_ROOT / "regressions" / "asan-drain-counter-counters.json")
+                      .read_text())
+    run = tmp_path / "campaigns" / "k" / "runs" / "r"
+    run.mkdir(parents=True)
+
+    def trial_with(signature: str) -> Trial:
+        reg = tmp_path / f"{signature}.json"
+        reg.write_text(json.dumps(dict(data, signature=signature)))
+        (run / "summary.json").write_text(json.dumps({"entries": [
+            {"regression": str(reg), "signature": signature, "detected_s": 1.5,
+             "file": str(run / "crashes" / "crash-abc"), "minimized_ops": 3,
+             "original_ops": 9, "reliability": "3/3"}]}))
+        return score_trial(Entry("drain_counter", "asan", "lockstep"),
+                           Trial("drain_counter", 0, 1), tmp_path, 1)
+
+    good = trial_with("counters")
+    assert good.detected and good.seconds == 1.5 and good.found_by == "fuzzer"
+    bad = trial_with("overlap")  # the injected build gives `counters`, not `overlap`
+    assert not bad.detected and "expected overlap, got counters" in bad.problem
