@@ -21,13 +21,15 @@ are libFuzzer's own.
 
 import os
 import sys
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import atheris  # noqa: E402
 
 from harness.binding import load, run_program  # noqa: E402
-from harness.fuzz import normalize  # noqa: E402
+from harness.program import from_fuzz_input  # noqa: E402
+from harness.target import Target  # noqa: E402
 
 
 class CheckFailed(Exception):
@@ -37,14 +39,14 @@ class CheckFailed(Exception):
 LIB = load(os.environ["HAKMEM_FUZZ_LIB"])
 MODE = os.environ.get("HAKMEM_FUZZ_MODE", "lockstep")
 THREADS = int(os.environ.get("HAKMEM_FUZZ_THREADS", "0") or 0)
-TARGET = os.environ.get("HAKMEM_FUZZ_TARGET") or None
-PREFIX = os.environ.get("HAKMEM_FUZZ_PREFIX", "") if TARGET else None
+_PATH = os.environ.get("HAKMEM_FUZZ_TARGET") or None
+TARGET = Target(Path(_PATH), os.environ.get("HAKMEM_FUZZ_PREFIX", "")) if _PATH else Target()
 WHITEBOX = os.environ.get("HAKMEM_FUZZ_WHITEBOX", "1") == "1"
 
 
 def test_one_input(data: bytes) -> None:
-    data, mode = normalize(data, MODE, THREADS)
-    v = run_program(LIB, data, mode, TARGET, PREFIX, whitebox=WHITEBOX)
+    data, mode = from_fuzz_input(data, MODE, THREADS)
+    v = run_program(LIB, data, mode, TARGET, whitebox=WHITEBOX)
     if v.status == "fail":
         raise CheckFailed(f"check {v.check}: {v.message}")
 

@@ -31,8 +31,10 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { HEADER = 1, RECORD = 8, SLOTS = 64, THREADS = 8, MAX_REPEAT = 16 };
-enum { OP_BARRIER = 7, OP_FLUSH = 8, OP_THREAD_EXIT = 6 };
+#include "hakx.h" /* the format's constants: one definition, the executor's */
+
+enum { HEADER = HAKX_HEADER, RECORD = HAKX_RECORD, SLOTS = HAKX_SLOTS, MAX_REPEAT = 16 };
+enum { OP_BARRIER = HAKX_OP_BARRIER, OP_FLUSH = HAKX_OP_FLUSH, OP_THREAD_EXIT = HAKX_OP_THREAD_EXIT };
 
 __attribute__((weak)) size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
@@ -124,7 +126,7 @@ static size_t size(uint8_t *data, size_t n, size_t room, struct rng *r)
 static size_t thread(uint8_t *data, size_t n, size_t room, struct rng *r)
 {
     (void)room;
-    rec(data, below(r, n))[1] = (uint8_t)below(r, THREADS);
+    rec(data, below(r, n))[1] = (uint8_t)below(r, HAKX_MAX_THREADS);
     return n;
 }
 
@@ -136,7 +138,7 @@ static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
     open_gap(data, n, at, 1);
     memset(rec(data, at), 0, RECORD);
     rec(data, at)[0] = structural[below(r, sizeof structural)];
-    rec(data, at)[1] = (uint8_t)below(r, THREADS);
+    rec(data, at)[1] = (uint8_t)below(r, HAKX_MAX_THREADS);
     return n + 1;
 }
 

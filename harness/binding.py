@@ -1,16 +1,16 @@
-"""cffi (ABI mode) binding of the C executor in a build's libhakmem.so.
+"""The executor in this process: cffi (ABI mode) over a build's libhakmem.so.
 
 The executor (src_c/executor/, API in hakx.h) runs a whole program per call and never
 calls back into Python. It targets either the library's own hak_* functions (black-box
 and white-box checks) or a foreign shared library exporting the malloc family under a
-symbol prefix (``target=PATH, prefix="mi_"``; ``prefix=""`` with libc.so.6 is glibc):
-black-box checks only.
+symbol prefix (:class:`harness.target.Target`): black-box checks only.
 
     lib = load(build("release").lib)
-    v = run_program(lib, program, mode="lockstep")      # -> harness.checks.Verdict
+    v = run_program(lib, program, mode="lockstep")      # -> harness.verdict.Verdict
 
-This runs in the calling process: a crash kills it. harness.executor.replay runs a
-program in a fresh child process instead.
+A crash here kills the calling process: :mod:`harness.child` runs a program in a fresh
+process instead. A library whose ``hakx_version()`` differs from the headers' HAKX_VERSION
+is refused on load (a stale build would decode programs differently).
 """
 
 from __future__ import annotations
@@ -18,72 +18,22 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
-from cffi import FFI
-
-from harness.checks import Verdict
+from harness.cdefs import constants, enum_names, ffi
+from harness.errors import UsageError
 from harness.program import Program, encode
+from harness.target import Target
+from harness.verdict import Verdict
 
-__all__ = [
-    "CDEF",
-    "HOOKS",
-    "MODES",
-    "Library",
-    "load",
-    "run_program",
-    "run_program_traced",
-    "c_decode",
-]
+__all__ = ["HOOKS", "MODES", "Library", "load", "hook_mask", "run_program",
+           "run_program_traced", "c_decode"]
 
-CDEF = """
-struct hakx_op {
-    uint8_t op; uint8_t thread; uint8_t slot; uint8_t pad;
-    uint32_t aux;
-    uint64_t size;
-};
-struct hakx_options {
-    int32_t mode;
-    int32_t whitebox;
-    uint32_t repeats;
-    uint32_t hooks;
-    const char *target_path;
-    const char *prefix;
-    uint64_t *trace;
-    uint64_t trace_cap;
-    uint64_t trace_len;
-};
-struct hakx_verdict {
-    int32_t status;
-    char check[32];
-    int64_t op_index;
-    int32_t thread;
-    int32_t slot;
-    uint64_t pointer;
-    uint64_t expected;
-    uint64_t observed;
-    uint64_t ops_executed;
-    uint64_t ops_skipped;
-    char message[512];
-};
-size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops, size_t cap,
-                   uint32_t *threads);
-int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
-             struct hakx_verdict *verdict);
-int hakx_version(void);
-
-int hak_size_class(size_t size);
-size_t hak_class_block_size(int size_class);
-const char *hak_injected_bug(void);
-const char *hak_build_variant(void);
-"""
-
-MODES = {"lockstep": 0, "concurrent": 1}
+MODES: tuple[str, ...] = enum_names("HAKX_MODE_")
 #: Test hooks of the executor (make white-box checks fire on purpose).
-HOOKS = {"boundary": 1, "conversion": 2, "counters": 4, "leak": 8, "heap": 16, "overrun": 32}
-_STATUS = {0: "pass", 1: "fail", 2: "error"}
-
-ffi = FFI()
-ffi.cdef(CDEF)
+HOOKS: dict[str, int] = constants("HAKX_HOOK_")
+_STATUS: tuple[str, ...] = enum_names("HAKX_STATUS_")
+HAKX_VERSION: int = constants("HAKX_")["version"]
 
 _cache: dict[str, Library] = {}
 _cache_lock = threading.Lock()
@@ -94,21 +44,16 @@ class Library:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(Path(path).resolve())
-        self.lib = ffi.dlopen(self.path)
-
-    def has(self, symbol: str) -> bool:
-        try:
-            getattr(self.lib, symbol)
-        except AttributeError:
-            return False
-        return True
+        self.lib: Any = ffi.dlopen(self.path)
+        version = self.lib.hakx_version()
+        if version != HAKX_VERSION:
+            raise UsageError(f"{self.path}: executor version {version}, but the headers say "
+                             f"{HAKX_VERSION}: the library is stale, rebuild it")
 
     def class_sizes(self) -> list[int]:
-        """Block sizes of hakmem's size classes (empty if the allocator is absent)."""
-        if not self.has("hak_class_block_size"):
-            return []
+        """Block sizes of hakmem's size classes."""
         out = []
-        for c in range(64):
+        for c in range(constants("HAK_")["num_classes"]):
             n = self.lib.hak_class_block_size(c)
             if n == 0:
                 break
@@ -120,6 +65,7 @@ class Library:
 
 
 def load(path: str | os.PathLike[str] | Library) -> Library:
+    """The library at ``path``, opened once per process."""
     if isinstance(path, Library):
         return path
     key = str(Path(path).resolve())
@@ -130,42 +76,37 @@ def load(path: str | os.PathLike[str] | Library) -> Library:
         return lib
 
 
-def _bytes(program: Program | bytes) -> bytes:
-    return encode(program) if isinstance(program, Program) else bytes(program)
-
-
-def _hooks(hooks: int | str | tuple[str, ...] | list[str] | None) -> int:
+def hook_mask(hooks: int | str | None) -> int:
+    """``"heap,overrun"`` (or a mask) as the executor's hook mask; UsageError names an
+    unknown hook."""
     if hooks is None:
         return 0
     if isinstance(hooks, int):
         return hooks
-    if isinstance(hooks, str):
-        hooks = [h for h in hooks.split(",") if h]
-    try:
-        return sum(HOOKS[h] for h in hooks)
-    except KeyError as e:
-        raise ValueError(f"unknown hook {e.args[0]!r}; one of {', '.join(HOOKS)}") from None
+    names = [h for h in hooks.split(",") if h]
+    bad = [h for h in names if h not in HOOKS]
+    if bad:
+        raise UsageError(f"unknown hook {bad[0]!r}; one of {', '.join(HOOKS)}")
+    return sum(HOOKS[h] for h in names)
 
 
 def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: str,
-         target: str | os.PathLike[str] | None, prefix: str | None, whitebox: bool,
-         repeats: int, hooks: int | str | None, trace_cap: int) -> tuple[Verdict, list[int]]:
+         target: Target, whitebox: bool, repeats: int, hooks: int | str | None,
+         trace_cap: int) -> tuple[Verdict, list[int]]:
     lib = load(lib)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-    data = _bytes(program)
+    data = encode(program) if isinstance(program, Program) else bytes(program)
     opt = ffi.new("struct hakx_options *")
-    opt.mode = MODES[mode]
+    opt.mode = MODES.index(mode)
     opt.whitebox = 1 if whitebox else 0
     opt.repeats = repeats
-    opt.hooks = _hooks(hooks)
+    opt.hooks = hook_mask(hooks)
     keep = []
-    if target is not None:
-        tp = ffi.new("char[]", os.fsencode(str(target)))
-        pp = ffi.new("char[]", (prefix or "").encode())
-        keep += [tp, pp]
-        opt.target_path = tp
-        opt.prefix = pp
+    if target.path is not None:
+        keep = [ffi.new("char[]", os.fsencode(str(target.path))),
+                ffi.new("char[]", (target.prefix or "").encode())]
+        opt.target_path, opt.prefix = keep
     trace = None
     if trace_cap:
         trace = ffi.new("uint64_t[]", trace_cap)
@@ -174,7 +115,7 @@ def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: 
     v = ffi.new("struct hakx_verdict *")
     lib.lib.hakx_run(data, len(data), opt, v)
     verdict = Verdict(
-        status=_STATUS.get(v.status, "error"),
+        status=_STATUS[v.status] if 0 <= v.status < len(_STATUS) else "error",
         check=ffi.string(v.check).decode(errors="replace"),
         op_index=v.op_index,
         thread=v.thread,
@@ -186,25 +127,24 @@ def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: 
         ops_executed=v.ops_executed,
         ops_skipped=v.ops_skipped,
     )
-    addrs = [int(trace[i]) for i in range(min(opt.trace_len, trace_cap))] if trace_cap else []
+    addrs = [int(trace[i]) for i in range(min(opt.trace_len, trace_cap))] if trace else []
     return verdict, addrs
 
 
 def run_program(lib: Library | str | os.PathLike[str], program: Program | bytes,
-                mode: str = "lockstep", target: str | os.PathLike[str] | None = None,
-                prefix: str | None = None, *, whitebox: bool = True, repeats: int = 1,
-                hooks: int | str | None = None) -> Verdict:
-    """Runs ``program`` (Program or binary form) in this process. ``target=None``: the
-    library's own allocator (white-box checks unless ``whitebox=False``)."""
-    return _run(lib, program, mode, target, prefix, whitebox, repeats, hooks, 0)[0]
+                mode: str = "lockstep", target: Target = Target(), *, whitebox: bool = True,
+                repeats: int = 1, hooks: int | str | None = None) -> Verdict:
+    """Runs ``program`` (Program or binary form) in this process against ``target``
+    (default: the library's own allocator, white-box checks unless ``whitebox=False``)."""
+    return _run(lib, program, mode, target, whitebox, repeats, hooks, 0)[0]
 
 
 def run_program_traced(lib: Library | str | os.PathLike[str], program: Program | bytes,
-                       mode: str = "lockstep", target: str | os.PathLike[str] | None = None,
-                       prefix: str | None = None, *, whitebox: bool = True,
+                       mode: str = "lockstep", target: Target = Target(), *,
+                       whitebox: bool = True,
                        trace_cap: int = 1 << 16) -> tuple[Verdict, list[int]]:
     """Like run_program, also returning the user pointer of every successful allocation."""
-    return _run(lib, program, mode, target, prefix, whitebox, 1, None, trace_cap)
+    return _run(lib, program, mode, target, whitebox, 1, None, trace_cap)
 
 
 def c_decode(lib: Library | str | os.PathLike[str], data: bytes) -> tuple[int, list[tuple]]:

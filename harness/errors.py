@@ -1,12 +1,15 @@
 """The project's exception types.
 
-Every command-line entry point (``python -m harness.<tool>``) catches
-:class:`HarnessError`, prints its message on stderr and exits with its
-``exit_code``:
+Every command-line tool (``python -m harness.<tool>``) runs through :func:`harness.cli.run`,
+which catches :class:`HarnessError`, prints its message on stderr and exits with its
+``exit_code``, except that the tools whose exit status 1 means "found something" (the fuzz
+campaign: a new crash; the scoreboard: a missed bug) exit 2 for every error, so that an
+error is never read as a finding:
 
 * :class:`UsageError` (exit 2): a bad command line or a missing tool/package;
   the message says what is valid or what to install.
-* :class:`BuildError` (exit 1): a compile, link or post-link verification failure.
+* :class:`BuildError` (exit 1, or 2 in the tools above): a compile, link or post-link
+  verification failure.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a fuzzing process preloads: libFuzzer where native coverage needs its own copy, and
 the record-aware custom mutator (fuzz/mutator.c).
 
-Native coverage means a coverage build (fuzz/variants/<build>-cov.toml, compiled with
+Native coverage means a coverage build (``<build>-cov``, harness.variants, compiled with
 ``fuzzer-no-link``) and a libFuzzer that is loaded before the sanitizer runtime resolves
 coverage symbols (RECIPES.md):
 
@@ -27,20 +27,23 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import atheris
+
 from harness import PROJECT_ROOT
+from harness.build import Build, output_dir
 from harness.errors import BuildError, UsageError
+from harness.toolchain import CLANG, CLANGXX, INSTALL_HINT
+from harness.variants import COVERAGE_SUFFIX
 
 MUTATOR_SRC = PROJECT_ROOT / "fuzz" / "mutator.c"
-#: build -> its coverage build (fuzz/variants/)
-COVERAGE_BUILDS = {"asan": "asan-cov", "tsan": "tsan-cov"}
+#: the executor's header, which holds the format's constants the mutator uses
+HAKX_H = PROJECT_ROOT / "src_c" / "executor" / "hakx.h"
+#: builds whose coverage twin (harness.variants) campaigns can fuzz with native coverage
+NATIVE_COVERAGE = ("asan", "tsan")
 
 
 def atheris_runtime(name: str) -> Path | None:
     """A runtime atheris ships at the top of site-packages (RECIPES.md), or None."""
-    try:
-        import atheris
-    except ImportError:
-        return None
     p = Path(atheris.path()) / name
     return p if p.is_file() else None
 
@@ -52,8 +55,6 @@ def _compiler(*names: str) -> str | None:
 
 def _link_once(name: str, digest: str, cmd: list[str]) -> Path:
     """Runs ``cmd + [-o, tmp]`` unless sanitizer_builds/<name>/<name>-<digest>.so exists."""
-    from harness.build import output_dir
-
     out = output_dir(name) / f"{name}-{digest[:12]}.so"
     if out.is_file():
         return out
@@ -68,19 +69,19 @@ def _link_once(name: str, digest: str, cmd: list[str]) -> Path:
 
 def mutator_lib() -> Path:
     """The custom mutator library (fuzz/mutator.c), built for its current source."""
-    cc = _compiler("clang-19", "cc", "gcc")
+    cc = _compiler(CLANG, "cc", "gcc")
     if cc is None:
-        raise UsageError("no C compiler for fuzz/mutator.c: apt-get install -y clang-19")
-    digest = hashlib.sha256(MUTATOR_SRC.read_bytes()).hexdigest()
+        raise UsageError(f"no C compiler for fuzz/mutator.c: {INSTALL_HINT}")
+    digest = hashlib.sha256(MUTATOR_SRC.read_bytes() + HAKX_H.read_bytes()).hexdigest()
     return _link_once("libhakmem_mutator", digest,
                       [cc, "-std=c11", "-O2", "-fPIC", "-shared", "-Wall", "-Werror",
-                       str(MUTATOR_SRC)])
+                       f"-I{HAKX_H.parent}", str(MUTATOR_SRC)])
 
 
 def libfuzzer_lib() -> Path | None:
-    """libFuzzer as a shared object (from clang-19's fuzzer_no_main archive), or None when
-    clang++-19 or the archive is missing."""
-    cxx = shutil.which("clang++-19")
+    """libFuzzer as a shared object (from clang's fuzzer_no_main archive), or None when
+    clang++ or the archive is missing."""
+    cxx = shutil.which(CLANGXX)
     if cxx is None:
         return None
     res = subprocess.run([cxx, "-print-resource-dir"], capture_output=True, text=True)
@@ -95,18 +96,18 @@ def libfuzzer_lib() -> Path | None:
 
 def native_runtime(build: str) -> tuple[str | None, Path | None, str]:
     """(coverage build, libFuzzer to preload, why not) for a build variant."""
-    cov = COVERAGE_BUILDS.get(build)
-    if cov is None:
-        return None, None, f"no coverage build for {build!r} (only {', '.join(COVERAGE_BUILDS)})"
+    if build not in NATIVE_COVERAGE:
+        return None, None, f"native coverage only for {', '.join(NATIVE_COVERAGE)}"
+    cov = build + COVERAGE_SUFFIX
     lf = atheris_runtime("asan_with_fuzzer.so") if build == "asan" else libfuzzer_lib()
     if lf is None:
         what = ("atheris's asan_with_fuzzer.so" if build == "asan"
-                else "clang++-19 and libclang_rt.fuzzer_no_main (apt-get install clang-19)")
+                else f"{CLANGXX} and libclang_rt.fuzzer_no_main ({INSTALL_HINT})")
         return None, None, f"{what} not found"
     return cov, lf, ""
 
 
-def fuzz_env(fuzz_build, libfuzzer: Path | None) -> dict[str, str]:
+def fuzz_env(fuzz_build: Build, libfuzzer: Path | None) -> dict[str, str]:
     """The fuzzing process's environment: libFuzzer (replacing the plain ASan runtime, or
     ahead of the TSan one), the build's runtime and options, then the custom mutator."""
     env = fuzz_build.env()

@@ -37,9 +37,12 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from harness.corpus import Target
+from harness.build import Build
 from harness.program import SIZED_OPS, SLOTTED_OPS, Op, Program, representable
+from harness.target import Target
 from harness.triage import run_signature
+
+__all__ = ["MinimizeResult", "minimize", "minimize_with"]
 
 
 @dataclasses.dataclass
@@ -74,7 +77,7 @@ class _Oracle:
         return ok
 
 
-def _with_ops(p: Program, ops) -> Program:
+def _with_ops(p: Program, ops: list[Op] | tuple[Op, ...]) -> Program:
     return Program(p.threads, tuple(ops))
 
 
@@ -221,7 +224,7 @@ def minimize_with(program: Program, test: Callable[[Program], bool], *,
     return MinimizeResult(best, len(program.ops), ok.runs, time.monotonic() - start, exhausted)
 
 
-def minimize(program: Program, build, target: Target, mode: str, signature: str, *,
+def minimize(program: Program, build: Build, target: Target, mode: str, signature: str, *,
              repeats: int = 1, fail_index: int | None = None, timeout: float = 20.0,
              max_runs: int = 400, max_seconds: float = 300.0,
              confirm: int | None = None) -> MinimizeResult:
@@ -238,6 +241,3 @@ def minimize(program: Program, build, target: Target, mode: str, signature: str,
 
     return minimize_with(program, test, fail_index=fail_index, max_runs=max_runs,
                          max_seconds=max_seconds)
-
-
-__all__ = ["MinimizeResult", "minimize", "minimize_with", "Op"]

@@ -58,10 +58,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from harness.cdefs import constants, enum_names
 from harness.errors import UsageError
+
+_C = constants("HAKX_")
 
 __all__ = [
     "OPCODES",
@@ -88,25 +91,17 @@ __all__ = [
     "load",
     "save",
     "random_program",
-    "interesting_sizes",
+    "FUZZ_MODES",
+    "from_fuzz_input",
 ]
 
 VERSION = 1
-OPCODES: tuple[str, ...] = (
-    "malloc",
-    "calloc",
-    "realloc",
-    "aligned_alloc",
-    "free",
-    "write",
-    "thread_exit",
-    "barrier",
-    "flush",
-)
-SLOTS = 64
-MAX_THREADS = 8
-RECORD = 8
-HEADER = 1
+#: The format's constants are hakx.h's (the C decoder's), read through harness.cdefs.
+OPCODES: tuple[str, ...] = enum_names("HAKX_OP_")
+SLOTS = _C["slots"]
+MAX_THREADS = _C["max_threads"]
+RECORD = _C["record"]
+HEADER = _C["header"]
 SIZE_MAX = (1 << 64) - 1
 REASONABLE_MAX = 1 << 27
 IMPOSSIBLE_MIN = 1 << 47
@@ -169,9 +164,6 @@ class Program:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
-
-    def to_bytes(self) -> bytes:
-        return encode(self)
 
     def to_text(self) -> str:
         return to_text(self)
@@ -242,16 +234,6 @@ def representable(size: int) -> bool:
     except ValueError:
         return False
     return True
-
-
-def interesting_sizes(class_sizes: Iterable[int] = ()) -> list[int]:
-    """Sizes that reach every region: zero, tiny, class edges +-1, mid, large, impossible."""
-    out = {0, 1, 8, 15, 16, 17, 24, 100, 1023, 1024, 1025, 4096, 65535, 65536, 65537,
-           100_000, 1 << 20, (1 << 20) + 1, 3 << 20, 8 << 20, SIZE_MAX, SIZE_MAX - 15,
-           1 << 47, 1 << 63}
-    for c in class_sizes:
-        out.update({c - 1, c, c + 1})
-    return sorted(s for s in out if representable(s))
 
 
 # --------------------------------------------------------------------------- binary
@@ -418,13 +400,17 @@ def from_text(text: str, source: str = "<string>") -> Program:
     return program
 
 
-def to_text(program: Program) -> str:
-    """The JSON text form, one op per line (stable: text -> program -> text is identity)."""
+def to_text(program: Program, indent: str = "") -> str:
+    """The JSON text form, one op per line (stable: text -> program -> text is identity).
+
+    ``indent`` prefixes every line after the first, for a program nested in another JSON
+    document (a regression file); the top-level form ends with a newline."""
     _validate(program, "<program>")
     lines = [json.dumps(op.to_dict(), separators=(", ", ": ")) for op in program.ops]
-    body = ",\n  ".join(lines)
-    ops = f"[\n  {body}\n]" if lines else "[]"
-    return f'{{"version": {VERSION}, "threads": {program.threads}, "ops": {ops}}}\n'
+    body = f",\n{indent}  ".join(lines)
+    ops = f"[\n{indent}  {body}\n{indent}]" if lines else "[]"
+    text = f'{{"version": {VERSION}, "threads": {program.threads}, "ops": {ops}}}'
+    return text if indent else text + "\n"
 
 
 def load(path: str | Path) -> Program:
@@ -505,3 +491,23 @@ def random_program(
         else:
             out.append(Op(name, t))
     return Program(threads, tuple(out))
+
+
+# --------------------------------------------------------------------------- fuzz inputs
+
+#: How a campaign runs its inputs: one mode for all, or ``mixed`` (the input picks).
+FUZZ_MODES = ("lockstep", "concurrent", "mixed")
+
+
+def from_fuzz_input(data: bytes, mode: str = "lockstep", threads: int = 0) -> tuple[bytes, str]:
+    """The program a fuzz input stands for (binary form) and the mode it runs in: the one
+    mapping shared by the fuzz target and triage, so a crash replays as it was fuzzed.
+
+    ``threads`` > 0 folds byte 0 so the program has at most that many threads; in
+    ``mixed`` mode bit 7 of byte 0 selects concurrent (set) or lockstep."""
+    run_mode = mode
+    if mode == "mixed":
+        run_mode = "concurrent" if data[:1] and data[0] & 0x80 else "lockstep"
+    if threads and data:
+        data = bytes([data[0] % threads]) + data[1:]
+    return data, run_mode

@@ -13,11 +13,32 @@ malformed program: the file, op index and field are named).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from harness.errors import HarnessError, UsageError
+from harness import cli
+from harness import program as prog
+from harness.binding import hook_mask
+from harness.build import build
+from harness.checks import replay
+from harness.errors import UsageError
+from harness.regressions import Regression, is_regression_file
+from harness.target import Target, resolve_target
+
+
+@dataclasses.dataclass
+class _Request:
+    """What to replay: the program and its settings, defaults filled from a reproducer."""
+
+    program: prog.Program
+    build: str
+    inject: str | None
+    mode: str
+    repeats: int
+    target: Target
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,67 +60,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(args: argparse.Namespace):
-    """The program, with the defaults a reproducer file carries filled into ``args``."""
-    from pathlib import Path
-
-    from harness import program as prog
-    from harness.corpus import FORMAT, read_regression, target_from_json
-
+def _request(args: argparse.Namespace) -> _Request:
+    """The program, with the defaults a reproducer file carries under the flags given."""
+    if args.prefix is not None and args.target is None:
+        raise UsageError("--prefix needs --target")
+    if args.repeats is not None and args.repeats < 1:
+        raise UsageError("--repeats must be >= 1")
     path = Path(args.program)
-    try:
-        head = json.loads(path.read_text()) if path.suffix == ".json" else None
-    except (OSError, UnicodeDecodeError, ValueError):
-        head = None
-    if not (isinstance(head, dict) and head.get("format") == FORMAT):
-        return prog.load(args.program)
-    data, program = read_regression(path)
-    args.build = args.build or data["build"]
-    args.inject = data.get("inject") if args.inject is None else (args.inject or None)
-    args.mode = args.mode or data["mode"]
-    args.repeats = args.repeats or int(data.get("repeats") or 1)
-    if args.target is None and data.get("target"):
-        t = target_from_json(data["target"], data.get("prefix"), str(path))
-        args.target, args.prefix = str(t.path), t.prefix
-    return program
+    target = resolve_target(args.target, args.prefix) if args.target else None
+    if path.suffix == ".json" and path.is_file() and is_regression_file(path):
+        reg = Regression.read(path)
+        return _Request(reg.program, args.build or reg.build,
+                        reg.inject if args.inject is None else (args.inject or None),
+                        args.mode or reg.mode, args.repeats or reg.repeats,
+                        target or reg.target_obj())
+    return _Request(prog.load(path), args.build or "release", args.inject or None,
+                    args.mode or "lockstep", args.repeats or 1, target or Target())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        from harness.build import build
-        from harness.executor import replay
-
-        if args.prefix is not None and args.target is None:
-            raise UsageError("--prefix needs --target")
-        if args.repeats is not None and args.repeats < 1:
-            raise UsageError("--repeats must be >= 1")
-        if args.hook:
-            from harness.binding import HOOKS
-
-            bad = [h for h in args.hook.split(",") if h not in HOOKS]
-            if bad:
-                raise UsageError(f"unknown hook {bad[0]!r}; one of {', '.join(HOOKS)}")
-        program = _load(args)
-        args.build, args.mode, args.repeats = (args.build or "release",
-                                               args.mode or "lockstep", args.repeats or 1)
-        b = build(args.build, args.inject or None)
-        out = replay(program, b, args.mode, args.repeats, args.timeout, target=args.target,
-                     prefix=args.prefix, whitebox=not args.no_whitebox, hooks=args.hook)
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+def _main(args: argparse.Namespace) -> int:
+    hook_mask(args.hook)  # an unknown hook is a usage error before anything is built
+    req = _request(args)
+    b = build(req.build, req.inject)
+    out = replay(req.program, b, req.mode, req.repeats, args.timeout, target=req.target,
+                 whitebox=not args.no_whitebox, hooks=args.hook)
     if args.json:
         print(json.dumps(out.to_dict(), indent=2))
     else:
-        target = f"{args.target} (prefix {args.prefix or ''!r})" if args.target else "hakmem"
-        print(f"{args.program}: {len(program)} ops, {program.threads} thread(s), "
-              f"build {b.name}, target {target}, mode {args.mode}")
+        target = (f"{req.target.path} (prefix {req.target.prefix or ''!r})"
+                  if req.target.foreign else "hakmem")
+        print(f"{args.program}: {len(req.program)} ops, {req.program.threads} thread(s), "
+              f"build {b.name}, target {target}, mode {req.mode}")
         print(out.describe())
         if not out.passed and out.stderr_tail and out.kind in ("sanitizer", "signal", "child"):
             print("--- stderr (tail) ---")
             print(out.stderr_tail[-3000:])
     return 0 if out.passed else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return cli.run(lambda: _main(args))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.toolchain import RUNTIME_PACKAGE
 
 #: Undefined-symbol prefixes that betray sanitizer instrumentation in a library.
 INSTRUMENTATION_PREFIXES: tuple[str, ...] = (
@@ -29,10 +29,6 @@ INSTRUMENTATION_PREFIXES: tuple[str, ...] = (
     "__sanitizer_cov",
     "__sancov_",
 )
-
-#: What to install when the toolchain is missing (Debian 12).
-INSTALL_HINT = "apt-get install clang-19 libclang-rt-19-dev"
-
 
 def parse_options(text: str) -> dict[str, str]:
     """Parses a sanitizer option string (``a=1:b=2``, also space/comma separated)."""
@@ -81,14 +77,6 @@ class SanitizerRuntime:
         return env
 
 
-def resolve_compiler(name: str) -> Path:
-    """Absolute path of compiler ``name`` (a name on PATH or a path); UsageError if absent."""
-    found = shutil.which(name)
-    if found is None:
-        raise UsageError(f"compiler {name!r} not found on PATH: {INSTALL_HINT}")
-    return Path(found)
-
-
 @functools.cache
 def _print_file_name(compiler: str, library: str) -> str:
     proc = subprocess.run(
@@ -117,7 +105,7 @@ def resolve_runtime(
     compiler: str | Path,
     library: str | None,
     options: Mapping[str, str],
-    package: str = "libclang-rt-19-dev",
+    package: str = RUNTIME_PACKAGE,
 ) -> SanitizerRuntime:
     """The runtime of a variant: ``library`` (None/"" for none) resolved through ``compiler``."""
     path = runtime_library_path(compiler, library, package) if library else None

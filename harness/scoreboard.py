@@ -7,7 +7,8 @@ fuzz/scoreboard.toml) and score them:
 
 * a trial *detects* its bug when its campaign wrote a minimized reproducer that still fails
   with its signature on the injected build and passes on the clean one
-  (:func:`harness.corpus.check_regression`, the same check ``pytest regressions`` makes). A
+  (:func:`harness.regression_check.check_regression`, the same check ``pytest regressions``
+  makes). A
   crash that also fails on the clean build is a real bug of the clean allocator: the
   trial does not count as a detection and the scoreboard says so loudly;
 * time to detect is from the campaign's start (seed replay included) to the moment the
@@ -38,9 +39,16 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from harness import PROJECT_ROOT
+from harness import PROJECT_ROOT, cli
+from harness.build import build
+from harness.campaign_options import CampaignOptions
 from harness.errors import UsageError
-from harness.fuzz import SEED_CRASH_PREFIX
+from harness.inject import inject_catalogue
+from harness.libfuzzer import CAMPAIGNS, SEED_CRASH_PREFIX
+from harness.regression_check import check_regression
+from harness.regressions import REGRESSIONS, Regression, RegressionError, git_revision, known_bugs
+from harness.report import CampaignSummary
+from harness.triage import Reliability
 
 CONFIG = PROJECT_ROOT / "fuzz" / "scoreboard.toml"
 
@@ -76,8 +84,6 @@ class Trial:
 
 def load_config(path: Path = CONFIG, names: list[str] | None = None) -> list[Entry]:
     """The entries to score, in catalogue order; every catalogue entry must be configured."""
-    from harness.build import inject_catalogue
-
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
@@ -104,61 +110,63 @@ def load_config(path: Path = CONFIG, names: list[str] | None = None) -> list[Ent
     return entries
 
 
+def campaign_options(entry: Entry, trial_dir: Path, seed: int, budget: float,
+                     minimize_time: float, seeds: bool = True) -> CampaignOptions:
+    """The campaign of one trial: a fresh corpus, its own seed, stopped at its first find."""
+    return CampaignOptions(
+        build=entry.build, inject=entry.name, mode=entry.mode, threads=entry.threads,
+        max_time=budget, seed=seed, corpus=str(trial_dir / "corpus"),
+        campaigns=str(trial_dir / "campaigns"), regressions=str(trial_dir / "regressions"),
+        minimize_time=minimize_time, stop_on_find=True, ignore_known=True,
+        no_seeds=not seeds, no_progress=True)
+
+
 def campaign_command(entry: Entry, trial_dir: Path, seed: int, budget: float,
                      minimize_time: float, seeds: bool = True) -> list[str]:
-    cmd = [sys.executable, "-m", "harness.fuzz", "--build", entry.build, "--inject",
-           entry.name, "--mode", entry.mode, "--max-time", str(budget), "--seed", str(seed),
-           "--corpus", str(trial_dir / "corpus"), "--campaigns", str(trial_dir / "campaigns"),
-           "--regressions", str(trial_dir / "regressions"), "--minimize-time",
-           str(minimize_time), "--stop-on-find", "--ignore-known", "--no-progress"]
-    if entry.threads:
-        cmd += ["--threads", str(entry.threads)]
-    if not seeds:
-        cmd.append("--no-seeds")
-    return cmd
+    opts = campaign_options(entry, trial_dir, seed, budget, minimize_time, seeds)
+    return [sys.executable, "-m", "harness.fuzz", *opts.to_argv()]
 
 
-def _summary(trial_dir: Path) -> dict[str, Any] | None:
+def _summary(trial_dir: Path) -> CampaignSummary | None:
     found = sorted((trial_dir / "campaigns").glob("*/runs/*/summary.json"))
-    return json.loads(found[-1].read_text()) if found else None
+    return CampaignSummary.read(found[-1]) if found else None
 
 
 def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
     """Reads the trial's campaign summary and checks its reproducers."""
-    from harness.corpus import RegressionError, check_regression
-
     summary = _summary(trial_dir)
     if summary is None:
         log = (trial_dir / "campaign.log").read_text(errors="replace")[-600:]
         trial.problem = f"campaign failed (exit {rc}) before writing a summary: {log}"
         return trial
     others = []
-    for e in summary.get("entries", []):
-        if not e.get("regression"):
+    for e in summary.entries:
+        if not e.regression:
             continue
         try:
-            problems = check_regression(Path(e["regression"]))
+            problems = check_regression(Path(e.regression))
         except RegressionError as err:
             problems = [str(err)]
         if problems:
-            others.append(f"{e['signature']}: " + problems[0].splitlines()[0])
+            others.append(f"{e.signature}: " + problems[0].splitlines()[0])
             continue
-        if not trial.detected or e["detected_s"] < (trial.seconds or 0):
+        if not trial.detected or e.detected_s < (trial.seconds or 0):
             trial.detected = True
-            trial.seconds = e["detected_s"]
-            trial.signature = e["signature"]
-            trial.minimized_ops = e.get("minimized_ops")
-            trial.original_ops = e.get("original_ops")
-            trial.reliability = e.get("reliability", "")
-            trial.regression = e["regression"]
-            seeded = Path(e["file"]).name.startswith(SEED_CRASH_PREFIX)
+            trial.seconds = e.detected_s
+            trial.signature = e.signature
+            trial.minimized_ops = e.minimized_ops
+            trial.original_ops = e.original_ops
+            # the reproducer's own, confirmed reliability (its repeats raised until every
+            # replay fails), not the raw crash's first triage
+            trial.reliability = str(Regression.read(Path(e.regression)).reliability)
+            trial.regression = e.regression
+            seeded = Path(e.file).name.startswith(SEED_CRASH_PREFIX)
             trial.found_by = "seed" if seeded else "fuzzer"
     if others:
         trial.problem = "; ".join(others)
     elif not trial.detected:
-        trial.problem = (f"not detected in {summary.get('elapsed')} s "
-                         f"({summary.get('execs')} execs, {summary.get('crash_files')} "
-                         "crash files)")
+        trial.problem = (f"not detected in {summary.elapsed} s ({summary.execs} execs, "
+                         f"{summary.crash_files} crash files)")
     return trial
 
 
@@ -232,17 +240,15 @@ def save_best(entry: Entry, trials: list[Trial], regressions: Path) -> Path | No
     """Keeps one reproducer per seeded bug in ``regressions``: the entry's smallest fully
     reliable one, when the bug has none there yet or only larger ones (which it replaces,
     whatever their signature)."""
-    from harness.corpus import known_signatures
-
     good = [t for t in trials if t.detected and t.regression
-            and t.reliability.split("/")[0] == t.reliability.split("/")[-1]]
+            and Reliability.parse(t.reliability).full]
     if not good:
         return None
     best = min(good, key=lambda t: (t.minimized_ops or 0, t.seconds or 0))
-    kept = [p for (_, inject, label), p in known_signatures(regressions).items()
-            if inject == entry.name and label == "hakmem"]
-    ops = [json.loads(p.read_text()).get("minimized_ops") for p in kept]
-    if any(n is not None and n <= (best.minimized_ops or 0) for n in ops):
+    kept = [p for key, p in known_bugs(regressions).items()
+            if key.inject == entry.name and key.target == "hakmem"]
+    ops = [len(Regression.read(p).program.ops) for p in kept]
+    if any(n <= (best.minimized_ops or 0) for n in ops):
         return None
     regressions.mkdir(parents=True, exist_ok=True)
     dest = regressions / Path(best.regression).name
@@ -285,59 +291,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from harness.build import build
-    from harness.corpus import CAMPAIGNS, REGRESSIONS, git_revision
-    from harness.errors import HarnessError
-
-    args = _parser().parse_args(argv)
-    try:
-        if args.trials < 1 or args.budget <= 0:
-            raise UsageError("--trials must be >= 1 and --budget > 0")
-        names = [n.strip() for n in args.entries.split(",") if n.strip()]
-        entries = load_config(Path(args.config), names or None)
-        for e in entries:  # build up front: a build error is an error, not a missed bug
-            build(e.build)
-            build(e.build, e.name)
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = Path(args.out) if args.out else CAMPAIGNS / "scoreboard" / stamp
-    root.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(entries) * args.trials, unit="trial", dynamic_ncols=True)
-    t0 = time.monotonic()
+def _run_entries(args: argparse.Namespace, entries: list[Entry], root: Path,
+                 progress: cli.Progress) -> tuple[list[Trial], list[dict[str, Any]]]:
     trials: list[Trial] = []
     rows = []
     for e in entries:
         mine = []
         for k in range(args.trials):
-            if bar is not None:
-                bar.set_postfix_str(f"{e.name} trial {k}")
+            progress.show(postfix=f"{e.name} trial {k}")
             t = run_trial(e, k, args.seed + k, root, args.budget, args.minimize_time,
                           not args.no_seeds)
             mine.append(t)
-            msg = (f"{e.name} trial {k}: " + (f"detected in {t.seconds:.1f} s, {t.signature}, "
-                   f"{t.original_ops} -> {t.minimized_ops} ops" if t.detected else "MISSED")
-                   + (f" [{t.problem}]" if t.problem else ""))
-            if bar is not None:
-                bar.update(1)
-                bar.write(msg, file=sys.stderr)
-            else:
-                print(msg, file=sys.stderr, flush=True)
+            progress.advance()
+            progress.say(f"{e.name} trial {k}: " + (
+                f"detected in {t.seconds:.1f} s, {t.signature}, "
+                f"{t.original_ops} -> {t.minimized_ops} ops" if t.detected else "MISSED")
+                + (f" [{t.problem}]" if t.problem else ""))
         trials += mine
         rows.append(aggregate(e, mine, args.budget))
         if args.save:
             saved = save_best(e, mine, Path(args.regressions) if args.regressions
                               else REGRESSIONS)
             if saved:
-                print(f"{e.name}: kept {saved}", file=sys.stderr)
-    if bar is not None:
-        bar.close()
+                progress.say(f"{e.name}: kept {saved}")
+    return trials, rows
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.trials < 1 or args.budget <= 0:
+        raise UsageError("--trials must be >= 1 and --budget > 0")
+    names = [n.strip() for n in args.entries.split(",") if n.strip()]
+    entries = load_config(Path(args.config), names or None)
+    for e in entries:  # build up front: a build error is an error, not a missed bug
+        build(e.build)
+        build(e.build, e.name)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(args.out) if args.out else CAMPAIGNS / "scoreboard" / stamp
+    root.mkdir(parents=True, exist_ok=True)
+    progress = cli.Progress(len(entries) * args.trials, "trial", not args.no_progress)
+    t0 = time.monotonic()
+    trials, rows = _run_entries(args, entries, root, progress)
+    progress.close()
     meta = {"trials": args.trials, "budget": args.budget, "revision": git_revision(),
             "seeds": not args.no_seeds,
             "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
@@ -350,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     print(f"written: {root / 'scoreboard.md'}", file=sys.stderr)
     return 0 if all(t.detected for t in trials) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return cli.run(lambda: _main(args), findings=True)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,41 @@
 """Crash triage: reproduce in fresh processes, reliability, signature, dedupe.
 
-For each crash input of a campaign (already on disk in the campaign's crashes/ folder):
+For each crash input (already persisted by the campaign):
 
-1. decode it the way the fuzz target did (:func:`harness.fuzz.normalize`);
-2. reproduce it with :func:`harness.executor.replay`, each run in a fresh child process:
+1. decode it the way the fuzz target did (:func:`harness.program.from_fuzz_input`);
+2. reproduce it with :func:`harness.checks.replay`, each run in a fresh child process:
    lockstep first (``n`` runs); if lockstep does not reproduce it, concurrent mode with
-   ``repeats`` runs per child (``n`` children). Reliability is ``k/n`` of the chosen mode;
-   following ClusterFuzz, a crash is *reproducible* when k >= n/2;
+   ``repeats`` runs per child (``n`` children). Reliability is hits/runs of the chosen
+   mode; following ClusterFuzz, a crash is *reproducible* when hits >= runs/2;
 3. signature = ``Outcome.name`` plus the top (at most 3) frames that belong to the code
    under test: sanitizer runtime, libFuzzer, Python, libc and executor frames are dropped,
    the allocator's own frames (``hak_*``, ``table_insert``, a fixture's ``fx_free``) are kept
    (ClusterFuzz drops ``malloc``/``free`` frames, which would merge distinct allocator bugs).
    Function names only (no addresses, no line numbers): stable across runs and builds;
-4. dedupe against the reproducers in regressions/ and against this campaign's earlier crashes.
+4. dedupe by :class:`BugKey` (signature, seeded bug, target) against the keys the caller
+   knows (its regressions) and this campaign's earlier crashes.
+
+:class:`CrashEntry` is the record of one crash input's way through the lifecycle; later
+stages (minimize, regressions) fill in its remaining fields.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 from harness import PROJECT_ROOT
-from harness.corpus import Target
-from harness.executor import Outcome, replay
-from harness.program import Program, decode
+from harness.build import Build
+from harness.checks import Outcome, replay
+from harness.program import Program
+from harness.target import Target
+
+__all__ = ["CONCURRENT_REPEATS", "BugKey", "CrashEntry", "Reliability", "Reproduction",
+           "reproduce", "run_signature", "signature", "signature_frames"]
 
 _RUNTIME = re.compile(
     r"^(__asan|__sanitizer|__interceptor|___interceptor|__tsan|__ubsan|__lsan|__msan|"
@@ -46,7 +56,7 @@ def _executor_functions() -> frozenset[str]:
 EXECUTOR_FUNCTIONS = _executor_functions()
 
 
-def signature_frames(frames: tuple[str, ...] | list[str], limit: int = 3) -> list[str]:
+def signature_frames(frames: Iterable[str], limit: int = 3) -> list[str]:
     """The top frames of the code under test (see the module docstring)."""
     out: list[str] = []
     for f in frames:
@@ -66,13 +76,36 @@ def signature(outcome: Outcome) -> str:
     return outcome.name + ("@" + ">".join(frames) if frames else "")
 
 
-def run_signature(program: Program | bytes, build, mode: str, target: Target,
+def run_signature(program: Program | bytes, build: Build, mode: str, target: Target,
                   repeats: int = 1, timeout: float = 60.0) -> tuple[str, Outcome]:
     """Replays once in a fresh process; returns (signature, outcome)."""
-    out = replay(program, build, mode, repeats, timeout,
-                 target=None if target.path is None else str(target.path),
-                 prefix=target.prefix if target.path is not None else None)
+    out = replay(program, build, mode, repeats, timeout, target=target)
     return signature(out), out
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """How often a program reproduced its signature: ``hits`` of ``runs`` replays."""
+
+    hits: int
+    runs: int
+
+    def __str__(self) -> str:
+        return f"{self.hits}/{self.runs}"
+
+    @property
+    def full(self) -> bool:
+        return self.runs > 0 and self.hits == self.runs
+
+    @property
+    def reproducible(self) -> bool:
+        return self.hits > 0 and 2 * self.hits >= self.runs
+
+    @classmethod
+    def parse(cls, text: str) -> Reliability:
+        """Inverse of ``str()`` (``"3/3"``); ValueError when malformed."""
+        hits, _, runs = text.partition("/")
+        return cls(int(hits), int(runs))
 
 
 @dataclass
@@ -82,18 +115,14 @@ class Reproduction:
     signature: str  #: "pass" when nothing reproduced
     mode: str
     repeats: int
-    hits: int
-    runs: int
+    reliability: Reliability
     outcome: Outcome | None = None
     seen: dict[str, int] = field(default_factory=dict)  #: every signature seen -> count
-
-    @property
-    def reliability(self) -> str:
-        return f"{self.hits}/{self.runs}"
+    trouble: Outcome | None = None  #: a replay the harness could not run, if any
 
     @property
     def reproducible(self) -> bool:
-        return self.hits > 0 and 2 * self.hits >= self.runs
+        return self.reliability.reproducible
 
 
 #: runs of a concurrent-mode program inside one replay: a race shows in a few percent of
@@ -101,13 +130,13 @@ class Reproduction:
 CONCURRENT_REPEATS = 20
 
 
-def reproduce(program: Program, build, target: Target, runs: int = 3,
+def reproduce(program: Program, build: Build, target: Target, runs: int = 3,
               concurrent_repeats: int = CONCURRENT_REPEATS, timeout: float = 30.0,
               prefer: str = "lockstep") -> Reproduction:
-    """Lockstep first (unless the program only fails concurrently), then concurrent."""
-    modes = ["lockstep", "concurrent"]
-    best = Reproduction("pass", prefer, 1, 0, runs)
-    for mode in modes:
+    """Lockstep first, then concurrent; the first mode that reproduces the crash reliably
+    wins, else the one that reproduced it most often."""
+    best = Reproduction("pass", prefer, 1, Reliability(0, runs))
+    for mode in ("lockstep", "concurrent"):
         repeats = 1 if mode == "lockstep" else concurrent_repeats
         counts: collections.Counter[str] = collections.Counter()
         first: dict[str, Outcome] = {}
@@ -117,39 +146,68 @@ def reproduce(program: Program, build, target: Target, runs: int = 3,
             first.setdefault(sig, out)
             if sig == "timeout":
                 break  # a hang costs `timeout` per run: one is enough to know
-        # child:exit-N / executor are harness trouble, not findings (harness.executor)
-        failing = [(n, s) for s, n in counts.items() if s != "pass" and not _harness(s)]
-        for s_, o in first.items():
-            if _harness(s_):
-                HARNESS_TROUBLE.append(o)
-        if failing:
-            n, sig = max(failing)
-            total = sum(counts.values())
-            rep = Reproduction(sig, mode, repeats, n, total, first[sig], dict(counts))
-            if sig == "timeout":
-                rep.runs = rep.hits = 1
-            if n > best.hits or best.signature == "pass":
-                best = rep
-            if rep.reproducible:
-                return rep
+        trouble = next((o for o in first.values() if o.harness_trouble), None)
+        best.trouble = best.trouble or trouble
+        failing = [(n, s) for s, n in counts.items()
+                   if s != "pass" and not first[s].harness_trouble]
+        if not failing:
+            continue
+        n, sig = max(failing)
+        total = sum(counts.values())
+        rel = Reliability(1, 1) if sig == "timeout" else Reliability(n, total)
+        rep = Reproduction(sig, mode, repeats, rel, first[sig], dict(counts), best.trouble)
+        if n > best.reliability.hits or best.signature == "pass":
+            best = rep
+        if rep.reproducible:
+            return rep
     return best
 
 
-#: outcomes of replays that failed for harness reasons (kept for the report/log)
-HARNESS_TROUBLE: list[Outcome] = []
+@dataclass(frozen=True)
+class BugKey:
+    """What makes two crashes the same bug: signature, seeded bug and target."""
+
+    signature: str
+    inject: str | None
+    target: str  #: Target.label
 
 
-def _harness(sig: str) -> bool:
-    return sig.startswith(("child:", "executor"))
+@dataclass
+class CrashEntry:
+    """One crash input's record: triage's findings, then what minimization and the
+    regression writer added. Read and written as JSON (the campaign summary, the crash
+    index) by :meth:`to_json` / :meth:`from_json`."""
 
+    file: str
+    signature: str = ""
+    reliability: str = ""  #: str(Reliability)
+    mode: str = ""
+    repeats: int = 1
+    original_ops: int = 0
+    detected_s: float = 0.0  #: from the campaign's start to the crash file's mtime
+    distinct: bool = False  #: the first crash of its signature in this campaign
+    duplicates: int = 0
+    new: bool | None = None  #: distinct and not yet kept in regressions/
+    known_as: str = ""
+    frames: list[str] = field(default_factory=list)
+    report_line: str = ""
+    note: str = ""
+    harness_trouble: str = ""
+    error: str = ""
+    minimized_ops: int | None = None
+    minimize_runs: int = 0
+    minimize_seconds: float = 0.0
+    regression: str = ""
+    program_text: str = ""
+    replay: str = ""
 
-def decode_input(data: bytes, fuzz_mode: str, threads: int) -> tuple[Program, str]:
-    """A raw fuzz input -> (program, mode it ran in)."""
-    from harness.fuzz import normalize
+    def to_json(self, with_program: bool = True) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if not with_program:
+            del d["program_text"]
+        return d
 
-    data, mode = normalize(data, fuzz_mode, threads)
-    return decode(data), mode
-
-
-def load_crash(path: Path, fuzz_mode: str = "lockstep", threads: int = 0) -> tuple[Program, str]:
-    return decode_input(Path(path).read_bytes(), fuzz_mode, threads)
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CrashEntry:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,11 +1,11 @@
 """Every ``regressions/*.json`` reproducer is one pytest item (``pytest -n auto regressions``).
 
-Each item replays its program in a fresh process (harness.executor.replay) on the build it
-names and expects a pass on the clean build (and, for a fixture target, on the clean
-fixture ``fx_good``). A reproducer recorded against a seeded bug (``inject``) or a broken
-fixture must also still fail with the same signature there: one that no longer reproduces
-is a failure, not a pass. A malformed file is a clear failure of its own item, never a
-collection error. The work is done by :func:`harness.corpus.check_regression`.
+Each item replays its program in a fresh process on the build it names and expects a pass
+on the clean build (and, for a fixture target, on the clean fixture ``fx_good``). A
+reproducer recorded against a seeded bug (``inject``) or a broken fixture must also still
+fail with the same signature there: one that no longer reproduces is a failure, not a pass.
+A malformed file is a clear failure of its own item, never a collection error. The work is
+done by :func:`harness.regression_check.check_regression`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.regression_check import check_regression
+from harness.regressions import RegressionError as Malformed
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,9 +37,6 @@ class RegressionError(Exception):
 
 class RegressionItem(pytest.Item):
     def runtest(self) -> None:
-        from harness.corpus import RegressionError as Malformed
-        from harness.corpus import check_regression
-
         try:
             problems = check_regression(self.path)
         except Malformed as e:

@@ -20,6 +20,7 @@ import pytest
 
 from harness import PROJECT_ROOT
 from harness import build as hb
+from harness import inject, toolchain, variants, verify
 from harness.errors import BuildError, UsageError
 from harness.runtime import SanitizerRuntime, parse_options, resolve_runtime
 
@@ -155,7 +156,7 @@ def test_cli_unknown_inject_exits_2_and_shows_catalogue():
     assert proc.returncode == 2, proc.stderr
     assert "unknown injected bug 'no_such_bug_xyz'" in proc.stderr
     assert "inject.h" in proc.stderr
-    for name in hb.inject_catalogue():
+    for name in inject.inject_catalogue():
         assert name in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -180,7 +181,7 @@ def test_cli_help_and_list():
         assert word in proc.stdout
     proc = _cli("--list")
     assert proc.returncode == 0, proc.stderr
-    for name in hb.VARIANTS:
+    for name in variants.VARIANTS:
         assert name in proc.stdout
 
 
@@ -188,7 +189,7 @@ def test_cli_help_and_list():
 
 
 def test_variant_definitions():
-    assert hb.VARIANTS == ("release", "debug", "asan", "tsan", "ubsan")
+    assert variants.VARIANTS == ("release", "debug", "asan", "tsan", "ubsan")
     expected = {
         "release": ("", None, ["-O2", "-DNDEBUG"]),
         "debug": ("", None, ["-O1", "-g", "-DHAK_DEBUG=1"]),
@@ -197,9 +198,9 @@ def test_variant_definitions():
         "ubsan": ("__ubsan_", "UBSAN_OPTIONS", ["-fno-sanitize-recover=undefined"]),
     }
     for name, (prefix, opt_var, flags) in expected.items():
-        spec = hb.load_variant(name)
+        spec = variants.load_variant(name)
         assert spec.instrumentation_prefix == prefix
-        cmd = hb._compile_flags(spec, None)
+        cmd = hb.compile_flags(spec, None)
         for flag in flags:
             assert flag in cmd, (name, flag)
         for flag in ("-std=c11", "-D_GNU_SOURCE", "-fPIC", "-pthread", "-fvisibility=hidden"):
@@ -211,9 +212,9 @@ def test_variant_definitions():
             assert list(spec.runtime_options) == [opt_var]
             runtime = resolve_runtime(CC, spec.runtime_library, spec.runtime_options)
             assert runtime.library is not None and runtime.library.is_file()
-    asan = parse_options(hb.load_variant("asan").runtime_options["ASAN_OPTIONS"])
+    asan = parse_options(variants.load_variant("asan").runtime_options["ASAN_OPTIONS"])
     assert asan["detect_leaks"] == "0" and asan["halt_on_error"] == "1"
-    tsan = parse_options(hb.load_variant("tsan").runtime_options["TSAN_OPTIONS"])
+    tsan = parse_options(variants.load_variant("tsan").runtime_options["TSAN_OPTIONS"])
     assert tsan["exitcode"] == "66" and tsan["report_signal_unsafe"] == "0"
 
 
@@ -232,13 +233,13 @@ def test_runtime_env_puts_runtime_first_and_keeps_user_options():
 
 
 def test_inject_catalogue_parses_names_and_docs(scratch: Path):
-    docs = hb.inject_docs(scratch)
+    docs = inject.inject_docs(scratch)
     assert list(docs) == ["demo_bug", "other_bug"]
     assert docs["demo_bug"].startswith("demo_bug: a seeded bug that does nothing.")
     assert "Second line" in docs["demo_bug"]
     assert docs["other_bug"] == "other_bug: documented with line comments."
     (scratch / "src_c" / "alloc" / "inject.h").unlink()
-    assert hb.inject_catalogue(scratch) == []
+    assert inject.inject_catalogue(scratch) == []
     with pytest.raises(UsageError, match=r"catalogue .* has: \(empty\)"):
         hb.build("release", "demo_bug", root=scratch)
 
@@ -282,8 +283,8 @@ def test_rebuilt_when_a_flag_changes(scratch: Path):
 
 def test_rebuilt_when_the_compiler_version_changes(scratch: Path, monkeypatch):
     first = hb.build("release", root=scratch)
-    real = hb._compiler_version
-    monkeypatch.setattr(hb, "_compiler_version", lambda cc: real(cc) + "patched\n")
+    real = toolchain.compiler_version
+    monkeypatch.setattr(hb, "compiler_version", lambda cc: real(cc) + "patched\n")
     second = hb.build("release", root=scratch)
     assert second.rebuilt and second.stamp != first.stamp
 
@@ -372,15 +373,15 @@ def test_sanitized_scratch_build_and_env(scratch: Path):
 # --------------------------------------------------------------------------- verifier
 
 
-def _release() -> tuple[hb.VariantSpec, SanitizerRuntime]:
-    return hb.load_variant("release"), SanitizerRuntime()
+def _release() -> tuple[variants.VariantSpec, SanitizerRuntime]:
+    return variants.load_variant("release"), SanitizerRuntime()
 
 
 def test_verifier_rejects_a_library_that_exports_nothing(tmp_path: Path):
     lib = _cc_shared(tmp_path, "empty", "static int x;\n")
     spec, rt = _release()
     with pytest.raises(BuildError, match="does not export: hak_malloc, hak_free"):
-        hb.verify(lib, None, spec, None, rt)
+        verify.verify(lib, None, spec, None, rt)
 
 
 def test_verifier_rejects_a_dropin_that_calls_libc_malloc(tmp_path: Path, scratch: Path):
@@ -396,7 +397,7 @@ def test_verifier_rejects_a_dropin_that_calls_libc_malloc(tmp_path: Path, scratc
         ),
     )
     with pytest.raises(BuildError, match="does not export: malloc"):
-        hb.verify(lib, glibc, spec, None, rt)
+        verify.verify(lib, glibc, spec, None, rt)
     # Exports the whole family but still reaches libc's allocator through valloc.
     leaky = _cc_shared(
         tmp_path,
@@ -406,21 +407,21 @@ def test_verifier_rejects_a_dropin_that_calls_libc_malloc(tmp_path: Path, scratc
         + "API void *page(size_t n) { return valloc(n); }\n",
     )
     with pytest.raises(BuildError, match="imports valloc: the drop-in would call libc"):
-        hb.verify(lib, leaky, spec, None, rt)
+        verify.verify(lib, leaky, spec, None, rt)
 
 
 def test_verifier_checks_instrumentation(tmp_path: Path):
     plain = _cc_shared(tmp_path, "plain", FAKE_ALLOC, f"-I{_inject_dir(tmp_path)}")
-    asan = hb.load_variant("asan")
+    asan = variants.load_variant("asan")
     rt = resolve_runtime(CC, asan.runtime_library, asan.runtime_options)
     with pytest.raises(BuildError, match="no undefined __asan_"):
-        hb.verify(plain, None, asan, None, rt)
+        verify.verify(plain, None, asan, None, rt)
     instrumented = _cc_shared(
         tmp_path, "inst", FAKE_ALLOC, "-fsanitize=address", f"-I{_inject_dir(tmp_path)}"
     )
     spec, rt0 = _release()
     with pytest.raises(BuildError, match="imports sanitizer symbols: __asan_"):
-        hb.verify(instrumented, None, spec, None, rt0)
+        verify.verify(instrumented, None, spec, None, rt0)
 
 
 def test_verifier_checks_identity(tmp_path: Path):
@@ -430,11 +431,11 @@ def test_verifier_checks_identity(tmp_path: Path):
     with pytest.raises(
         BuildError, match=r"hak_build_variant\(\) returned 'asan', expected 'release'"
     ):
-        hb.verify(wrong, None, spec, None, rt)
+        verify.verify(wrong, None, spec, None, rt)
     right = _cc_shared(tmp_path, "right", FAKE_ALLOC, f"-I{inc}", '-DHAK_VARIANT_NAME="release"')
     with pytest.raises(BuildError, match=r"hak_injected_bug\(\) returned '', expected 'demo_bug'"):
-        hb.verify(right, None, spec, "demo_bug", rt)
-    assert hb.verify(right, None, spec, None, rt)
+        verify.verify(right, None, spec, "demo_bug", rt)
+    assert verify.verify(right, None, spec, None, rt)
 
 
 def _inject_dir(tmp_path: Path) -> Path:
@@ -466,7 +467,7 @@ _SMOKE = textwrap.dedent(
 
 
 @pytest.mark.skipif(not HAVE_ALLOCATOR, reason="src_c/alloc has no .c files yet")
-@pytest.mark.parametrize("variant", hb.VARIANTS)
+@pytest.mark.parametrize("variant", variants.VARIANTS)
 def test_real_variant_builds_verifies_and_loads(built, variant: str):
     b = built(variant)
     assert b.variant == variant and b.inject is None

@@ -8,12 +8,14 @@ release build, each in a fresh child process."""
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import pytest
 
 from harness.binding import load, run_program
-from harness.executor import replay
+from harness.checks import replay
 from harness.program import Op, Program
+from harness.target import Target
 from tests.fixtures.fxlib import build_fixture
 
 # malloc x5, calloc, realloc (grow), write, free all: each fixture breaks one step.
@@ -54,7 +56,7 @@ def release(built):
 def test_good_fixture_passes(release, fxdir) -> None:
     lib = build_fixture("good", fxdir)
     for mode in ("lockstep", "concurrent"):
-        v = run_program(release.lib, PROGRAM, mode, target=lib, prefix="fx_")
+        v = run_program(release.lib, PROGRAM, mode, target=Target(Path(lib), "fx_"))
         assert v.passed, v.describe()
 
 
@@ -62,14 +64,14 @@ def test_good_fixture_passes(release, fxdir) -> None:
 def test_black_box_check_fires(release, fxdir, fixture) -> None:
     check, op = BROKEN[fixture]
     lib = build_fixture(fixture, fxdir)
-    v = run_program(release.lib, PROGRAM, "lockstep", target=lib, prefix="fx_")
+    v = run_program(release.lib, PROGRAM, "lockstep", target=Target(Path(lib), "fx_"))
     assert v.status == "fail", v.describe()
     assert (v.check, v.op_index) == (check, op), v.describe()
     assert v.message
 
 
 def test_black_box_checks_fire_in_a_child_too(release, fxdir) -> None:
-    out = replay(PROGRAM, release, target=build_fixture("corrupt", fxdir), prefix="fx_",
+    out = replay(PROGRAM, release, target=Target(build_fixture("corrupt", fxdir), "fx_"),
                  timeout=60)
     assert out.name == "integrity", out.describe()
 
@@ -88,7 +90,7 @@ def test_integrity_sees_one_flipped_byte_anywhere(release, fxdir) -> None:
         offsets = sorted({*range(min(size, 33)), size // 2, *range(max(0, size - 33), size)})
         for offset in offsets:
             fx.fx_arm(offset)
-            v = run_program(lib, p, target=str(path), prefix="fx_")
+            v = run_program(lib, p, target=Target(Path(path), "fx_"))
             assert v.check == "integrity", f"size {size} offset {offset}: {v.describe()}"
             assert v.pointer - fx.fx_armed_block() == offset, v.describe()
 
@@ -97,7 +99,7 @@ def test_impossible_request_must_fail(release, fxdir) -> None:
     # fx_good serves up to 1 GiB; 2**47 is impossible -> NULL expected, and passes
     p = Program(1, (Op("malloc", 0, 0, 1 << 47), Op("calloc", 0, 1, 1 << 63, count=2),
                     Op("malloc", 0, 2, 0), Op("free", 0, 2)))
-    v = run_program(release.lib, p, target=build_fixture("good", fxdir), prefix="fx_")
+    v = run_program(release.lib, p, target=Target(build_fixture("good", fxdir), "fx_"))
     assert v.passed, v.describe()
 
 
@@ -133,6 +135,6 @@ def test_white_box_clean_without_hooks(release) -> None:
 
 
 def test_white_box_checks_off_for_foreign_targets(release, fxdir) -> None:
-    v = run_program(release.lib, LEAVES_BLOCKS, target=build_fixture("good", fxdir),
-                    prefix="fx_", hooks="counters")
+    v = run_program(release.lib, LEAVES_BLOCKS, target=Target(build_fixture("good", fxdir), "fx_"),
+                    hooks="counters")
     assert v.passed, v.describe()

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,9 @@ from hypothesis import strategies as st
 from harness import PROJECT_ROOT
 from harness import program as prog
 from harness.binding import load, run_program
-from harness.executor import NO_ASLR, child_env, classify, replay, run_inprocess
+from harness.checks import classify, replay, run_inprocess
+from harness.child import NO_ASLR, child_env
+from harness.target import Target
 from harness.program import Op, Program
 from tests.fixtures.fxlib import PEERS, build_fixture, peer_missing
 
@@ -119,7 +122,7 @@ def test_black_box_peers_report_nothing(release, peer) -> None:
         p = prog.random_program(zlib.crc32(peer.encode()) % 1000, 1500, threads=4)
         if peer == "mimalloc":
             p = Program(p.threads, tuple(op for op in p.ops if not hits_mimalloc_2_0_bug(op)))
-        out = replay(p, release, mode, repeats=3, target=lib, prefix=prefix, timeout=120)
+        out = replay(p, release, mode, repeats=3, target=Target(Path(lib), prefix), timeout=120)
         assert out.passed, out.describe() + "\n" + out.stderr_tail[-2000:]
 
 
@@ -144,7 +147,7 @@ def test_black_box_finds_mimalloc_aligned_bug(release) -> None:
         pytest.skip(why)
     lib, prefix = PEERS["mimalloc"]
     ops = tuple(Op("aligned_alloc", 0, slot, 256, align=256) for slot in range(8))
-    out = replay(Program(1, ops), release, target=lib, prefix=prefix, timeout=60)
+    out = replay(Program(1, ops), release, target=Target(Path(lib), prefix), timeout=60)
     expected = "align" if mimalloc_misaligns(lib) else "pass"
     assert out.name == expected, out.describe()
 
@@ -177,14 +180,16 @@ def test_asan_sees_executor_writes_past_a_block(built) -> None:
 
 def test_replay_classifies_signal_and_timeout(release, tmp_path) -> None:
     p = Program(1, (Op("malloc", 0, 0, 48), Op("free", 0, 0)))
-    out = replay(p, release, target=build_fixture("segv", tmp_path), prefix="fx_", timeout=60)
+    out = replay(p, release, target=Target(build_fixture("segv", tmp_path), "fx_"),
+                 timeout=60)
     assert out.name == "signal:SIGSEGV", out.describe()
-    out = replay(p, release, target=build_fixture("hang", tmp_path), prefix="fx_", timeout=3)
+    out = replay(p, release, target=Target(build_fixture("hang", tmp_path), "fx_"),
+                 timeout=3)
     assert out.name == "timeout", out.describe()
 
 
 def test_replay_reports_executor_errors(release) -> None:
-    out = replay(Program(1, ()), release, target="/nonexistent/lib.so", prefix="x_")
+    out = replay(Program(1, ()), release, target=Target(Path("/nonexistent/lib.so"), "x_"))
     assert out.name == "executor" and "dlopen" in out.verdict.message
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness import PROJECT_ROOT
-from harness.corpus import check_regression, read_regression
+from harness.campaign_options import parse
+from harness.libfuzzer import SEEDS, CampaignDirs, command
+from harness.regression_check import check_regression
+from harness.regressions import Regression
 
 
 def fuzz(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, str, dict]:
@@ -56,9 +59,10 @@ def test_campaign_finds_minimizes_and_records_fixture_bug(tmp_path):
     assert s["new_distinct"] >= 1 and s["native_coverage"] == "yes"
     regs = sorted((tmp_path / "regs").glob("*.json"))
     assert regs, out
-    data, prog = read_regression(regs[0])
-    assert data["signature"] == "overlap" and data["target"] == {"fixture": "overlap"}
-    assert len(prog.ops) <= 8 < data["original_ops"] or len(prog.ops) <= 8
+    reg = Regression.read(regs[0])
+    prog = reg.program
+    assert reg.signature == "overlap" and reg.target == {"fixture": "overlap"}
+    assert len(prog.ops) <= 8 < reg.original_ops or len(prog.ops) <= 8
     assert check_regression(regs[0]) == []  # clean fx_good passes, fx_overlap still fails
     report = (run / "report.md").read_text()
     assert "overlap" in report and "python -m harness.run" in report
@@ -86,19 +90,16 @@ def test_crashing_or_hanging_target_does_not_end_the_campaign(tmp_path, fixture,
     run = Path(s["run_dir"])
     assert any((run / "crashes").iterdir()), "the input is on disk"
     assert s["elapsed"] >= 10, "the campaign kept fuzzing after the first crash"
-    data, _ = read_regression(sorted((tmp_path / "regs").glob("*.json"))[0])
-    assert data["signature"].startswith(sig)
+    reg = Regression.read(sorted((tmp_path / "regs").glob("*.json"))[0])
+    assert reg.signature.startswith(sig)
 
 
 def test_libfuzzer_command_modes(tmp_path):
-    from types import SimpleNamespace
+    dirs = CampaignDirs("key", tmp_path / "corpus", tmp_path / "run")
 
-    from harness.fuzz import SEEDS, _parser, libfuzzer_command
-
-    def cmd(*argv, **kw):
-        cfg = SimpleNamespace(args=_parser().parse_args(list(argv)), crashes=tmp_path / "c",
-                              corpus=tmp_path / "corpus")
-        return libfuzzer_command(cfg, **kw)
+    def cmd(*argv, fork=True, seconds=None):
+        opts = parse(list(argv))
+        return command(opts, dirs, opts.max_time if seconds is None else seconds, fork)
 
     forked = cmd("--max-time", "30", "--jobs", "2")
     assert "-fork=2" in forked and "-ignore_crashes=1" in forked and str(SEEDS) in forked

@@ -9,8 +9,12 @@ import sys
 import pytest
 
 from harness import PROJECT_ROOT
-from harness.build import inject_catalogue
-from harness.corpus import check_regression, read_regression
+from harness.inject import inject_catalogue
+from harness.program import Op, Program
+from harness.regression_check import check_regression
+from harness.regressions import Regression
+from harness.target import Target
+from harness.triage import Reliability
 from harness.errors import UsageError
 from harness.scoreboard import CONFIG, Entry, Trial, aggregate, load_config, markdown
 
@@ -59,19 +63,20 @@ def test_one_trial_detects_minimizes_and_saves(tmp_path, entry, build):
     assert t["detected"] and 0 <= t["seconds"] <= 90 and t["minimized_ops"] <= 12
     assert f"| `{entry}` | {build} | 1/1 |" in (out / "scoreboard.md").read_text()
     (saved,) = regs.glob("*.json")
-    record, _ = read_regression(saved)
-    assert record["inject"] == entry and check_regression(saved) == []
-    if record["mode"] == "concurrent":  # kept only after 6/6 replays, two at a time
-        assert record["reliability"] == "6/6" and record["repeats"] >= 20
+    record = Regression.read(saved)
+    assert record.inject == entry and check_regression(saved) == []
+    if record.mode == "concurrent":  # kept only after 6/6 replays, two at a time
+        assert str(record.reliability) == "6/6" and record.repeats >= 20
 
 
 def test_save_best_keeps_one_reproducer_per_bug(tmp_path):
-    from harness.corpus import FORMAT
     from harness.scoreboard import save_best
 
     def reg(path, sig, ops):
-        path.write_text(json.dumps({"format": FORMAT, "signature": sig, "inject": "x",
-                                    "target": None, "minimized_ops": ops}))
+        program = Program(1, tuple(Op("malloc", 0, i, 16) for i in range(ops)))
+        path.write_text(Regression.new(program, signature=sig, build="asan", inject="x",
+                                       target=Target(), mode="lockstep", repeats=1,
+                                       reliability=Reliability(3, 3), original_ops=ops).dumps())
         return path
 
     regs, runs = tmp_path / "regs", tmp_path / "runs"

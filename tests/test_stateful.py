@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from harness import program as prog
 from harness.binding import load, run_program
 from harness.build import build
-from harness.executor import replay
+from harness.checks import replay
 from harness.program import Op, Program
 
 SLOTS = 16

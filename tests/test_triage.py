@@ -6,14 +6,13 @@ import json
 
 import pytest
 
-from harness.corpus import (RegressionError, check_regression, known_signatures,
-                            read_regression, regression_record, resolve_target,
-                            write_regression)
-from harness.fuzz import normalize
+from harness.checks import Outcome
 from harness.minimize import minimize, minimize_with
-from harness.program import Op, Program, decode, random_program
-from harness.triage import reproduce, signature, signature_frames
-from harness.executor import Outcome
+from harness.program import Op, Program, decode, from_fuzz_input, random_program
+from harness.regression_check import check_regression
+from harness.regressions import Regression, RegressionError, known_bugs
+from harness.target import resolve_target
+from harness.triage import BugKey, Reliability, reproduce, signature, signature_frames
 
 
 def test_signature_keeps_allocator_frames_and_drops_runtime_and_executor():
@@ -28,11 +27,11 @@ def test_signature_keeps_allocator_frames_and_drops_runtime_and_executor():
         "signal:SIGSEGV@fx_free"
 
 
-def test_normalize_folds_threads_and_picks_mode():
+def test_fuzz_input_folds_threads_and_picks_mode():
     data = bytes([0x87]) + bytes(8)
-    assert normalize(data, "mixed", 0) == (data, "concurrent")
-    assert normalize(bytes([0x07]), "mixed", 0)[1] == "lockstep"
-    folded, mode = normalize(bytes([7]) + bytes(8), "lockstep", 2)
+    assert from_fuzz_input(data, "mixed", 0) == (data, "concurrent")
+    assert from_fuzz_input(bytes([0x07]), "mixed", 0)[1] == "lockstep"
+    folded, mode = from_fuzz_input(bytes([7]) + bytes(8), "lockstep", 2)
     assert decode(folded).threads <= 2 and mode == "lockstep"
 
 
@@ -69,7 +68,7 @@ def test_reproduce_and_minimize_a_fixture_bug(built, overlap):
     b = built("asan")
     prog = Program(1, tuple(Op("malloc", 0, i, 32) for i in range(12)))
     rep = reproduce(prog, b, overlap, runs=2)
-    assert rep.signature == "overlap" and rep.reliability == "2/2" and rep.mode == "lockstep"
+    assert rep.signature == "overlap" and str(rep.reliability) == "2/2" and rep.mode == "lockstep"
     res = minimize(prog, b, overlap, "lockstep", "overlap",
                    fail_index=rep.outcome.verdict.op_index)
     assert len(res.program.ops) <= 5
@@ -78,16 +77,19 @@ def test_reproduce_and_minimize_a_fixture_bug(built, overlap):
 def test_regression_file_round_trip_and_replay(built, overlap, tmp_path):
     b = built("asan")
     prog = Program(1, tuple(Op("malloc", 0, i, 32) for i in range(5)))
-    rec = regression_record(prog, signature="overlap", build="asan", inject=None,
-                            target=overlap, mode="lockstep", repeats=1, reliability="3/3",
-                            original_ops=40)
-    path = write_regression(rec, tmp_path)
-    again = write_regression(rec, tmp_path)
+    rec = Regression.new(prog, signature="overlap", build="asan", inject=None,
+                         target=overlap, mode="lockstep", repeats=1,
+                         reliability=Reliability(3, 3), original_ops=40)
+    path = rec.write(tmp_path)
+    again = Regression.new(prog, signature="overlap", build="asan", inject=None,
+                           target=overlap, mode="lockstep", repeats=1,
+                           reliability=Reliability(3, 3), original_ops=40).write(tmp_path)
     assert path != again and path.name == "asan-fx-overlap-overlap.json"
-    data, back = read_regression(path)
+    data = json.loads(path.read_text())
+    back = Regression.read(path).program
     assert back == prog and data["minimized_ops"] == 5 and data["original_ops"] == 40
     assert len(data["revision"]) >= 7
-    assert ("overlap", None, "fx_overlap") in known_signatures(tmp_path)
+    assert BugKey("overlap", None, "fx_overlap") in known_bugs(tmp_path)
     assert check_regression(path) == []  # passes on fx_good, fails with 'overlap' on fx_overlap
     # a reproducer that no longer reproduces its bug is a failure
     stale = dict(data, program=json.loads(Program(1, (Op("malloc", 0, 0, 8),)).to_text()))
@@ -108,4 +110,4 @@ def test_malformed_regression_is_a_clear_error(tmp_path, text, msg):
     p = tmp_path / "bad.json"
     p.write_text(text)
     with pytest.raises(RegressionError, match=msg):
-        read_regression(p)
+        Regression.read(p)

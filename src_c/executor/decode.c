@@ -57,7 +57,7 @@ void hx_decode_range(const uint8_t *data, unsigned nt, struct hakx_op *ops, size
             o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
             o.aux = b[7] % 5;
             break;
-        case HAKX_OP_ALIGNED:
+        case HAKX_OP_ALIGNED_ALLOC:
             o.slot = b[2] % HAKX_SLOTS;
             o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
             o.aux = (uint32_t)1 << (b[7] % 21);
@@ -78,5 +78,5 @@ void hx_decode_range(const uint8_t *data, unsigned nt, struct hakx_op *ops, size
 
 HAKX_API int hakx_version(void)
 {
-    return 1;
+    return HAKX_VERSION;
 }

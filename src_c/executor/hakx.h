@@ -1,7 +1,8 @@
 /* hakmem executor: runs op programs against an allocator and checks them.
  *
- * Public C API (exported from libhakmem.so with default visibility; the cffi
- * cdef in harness/binding.py mirrors this file -- keep them in sync).
+ * Public C API (exported from libhakmem.so with default visibility). harness/cdefs.py
+ * reads this file as the cffi declarations: keep it to plain declarations, integer
+ * #defines and enums.
  *
  * Binary program format (every byte string is a valid program):
  *   byte 0            header: threads = 1 + (b % 8)        (empty input: 1 thread, no ops)
@@ -38,11 +39,15 @@
 #define HAKX_RECORD 8
 #define HAKX_HEADER 1
 
+/* Bumped when the format or semantics change; hakx_version() returns it, and the harness
+ * refuses a library whose version differs from the header it was loaded with. */
+#define HAKX_VERSION 1
+
 enum hakx_opcode {
     HAKX_OP_MALLOC = 0,
     HAKX_OP_CALLOC = 1,
     HAKX_OP_REALLOC = 2,
-    HAKX_OP_ALIGNED = 3,
+    HAKX_OP_ALIGNED_ALLOC = 3,
     HAKX_OP_FREE = 4,
     HAKX_OP_WRITE = 5,
     HAKX_OP_THREAD_EXIT = 6,
@@ -62,7 +67,7 @@ struct hakx_op {
     uint64_t size;
 };
 
-enum hakx_mode { HAKX_LOCKSTEP = 0, HAKX_CONCURRENT = 1 };
+enum hakx_mode { HAKX_MODE_LOCKSTEP = 0, HAKX_MODE_CONCURRENT = 1 };
 
 /* Test hooks (bit flags): make a white-box check fire on purpose. */
 #define HAKX_HOOK_BOUNDARY 1u   /* lie: the first block's base is reported 8 B off */
@@ -84,7 +89,7 @@ struct hakx_options {
     uint64_t trace_len;      /* out */
 };
 
-enum hakx_status { HAKX_PASS = 0, HAKX_FAIL = 1, HAKX_ERROR = 2 };
+enum hakx_status { HAKX_STATUS_PASS = 0, HAKX_STATUS_FAIL = 1, HAKX_STATUS_ERROR = 2 };
 
 struct hakx_verdict {
     int32_t status;        /* enum hakx_status; ERROR: setup problem (message says) */
@@ -110,7 +115,7 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
 HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
                       struct hakx_verdict *verdict);
 
-/* Executor version (bumped when the format or semantics change). */
+/* HAKX_VERSION of the headers the library was compiled from. */
 HAKX_API int hakx_version(void);
 
 #endif

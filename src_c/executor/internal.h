@@ -136,7 +136,7 @@ struct hx_run {
 HX_HIDDEN bool hx_fail(struct hx_run *r, const char *check, int64_t op, int thread, int slot,
                        const void *ptr, uint64_t expected, uint64_t observed, const char *fmt,
                        ...) __attribute__((format(printf, 9, 10)));
-/* An executor problem (not a finding): status HAKX_ERROR. */
+/* An executor problem (not a finding): status HAKX_STATUS_ERROR. */
 HX_HIDDEN bool hx_error(struct hx_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline bool hx_failed(struct hx_run *r)
 {

@@ -146,7 +146,7 @@ static void alloc_op(struct hx_run *r, size_t i, int t, const struct hakx_op *o)
     case HAKX_OP_CALLOC:
         p = r->tg->calloc(o->aux, o->size);
         break;
-    case HAKX_OP_ALIGNED:
+    case HAKX_OP_ALIGNED_ALLOC:
         align = o->aux;
         p = hx_target_aligned(r->tg, o->aux, o->size);
         break;
@@ -243,7 +243,7 @@ void hx_exec(struct hx_run *r, size_t i, int t)
     switch (o->op) {
     case HAKX_OP_MALLOC:
     case HAKX_OP_CALLOC:
-    case HAKX_OP_ALIGNED:
+    case HAKX_OP_ALIGNED_ALLOC:
         alloc_op(r, i, t, o);
         break;
     case HAKX_OP_REALLOC:

@@ -83,7 +83,7 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
             [HAKX_OP_MALLOC] = !occ_s,
             [HAKX_OP_CALLOC] = !occ_s,
             [HAKX_OP_REALLOC] = true,
-            [HAKX_OP_ALIGNED] = !occ_s & aligned_ok,
+            [HAKX_OP_ALIGNED_ALLOC] = !occ_s & aligned_ok,
             [HAKX_OP_FREE] = occ_s,
             [HAKX_OP_WRITE] = occ_s,
             [HAKX_OP_THREAD_EXIT] = started[t],
@@ -91,7 +91,7 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
             [HAKX_OP_FLUSH] = hakmem,
         };
         bool eff = cand[op];
-        bool allocs = op <= HAKX_OP_ALIGNED; /* malloc, calloc, realloc, aligned_alloc */
+        bool allocs = op <= HAKX_OP_ALIGNED_ALLOC; /* malloc, calloc, realloc, aligned_alloc */
         occ[s] = (occ_s | (allocs & eff & !impossible)) & (op != HAKX_OP_FREE);
         effective[i] = eff;
         next[i] = -1;

@@ -48,7 +48,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     /* Decode from an exact-size copy: an over-read is the sanitizer's to see. */
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy) {
-        v->status = HAKX_ERROR;
+        v->status = HAKX_STATUS_ERROR;
         snprintf(v->message, sizeof v->message, "out of memory copying the input");
         return v->status;
     }
@@ -61,7 +61,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     char err[256] = "";
     const struct hx_target *tg = hx_target_get(opt->target_path, opt->prefix, err, sizeof err);
     if (!ops || !r || !tg) {
-        v->status = HAKX_ERROR;
+        v->status = HAKX_STATUS_ERROR;
         snprintf(v->check, sizeof v->check, "executor");
         snprintf(v->message, sizeof v->message, "%s", tg ? "out of memory" : err);
         goto out;
@@ -74,16 +74,16 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     r->verdict = v;
     r->mode = opt->mode;
     r->whitebox = opt->whitebox && tg->hakmem && hak_counters_snapshot && hak_block_info;
-    r->use_lock = opt->mode == HAKX_CONCURRENT;
+    r->use_lock = opt->mode == HAKX_MODE_CONCURRENT;
     pthread_mutex_init(&r->lock, NULL);
     struct hx_planner pl = {.r = r, .data = copy};
     if (hx_plan_alloc(r, &pl.ps)) {
-        v->status = HAKX_ERROR;
+        v->status = HAKX_STATUS_ERROR;
         snprintf(v->message, sizeof v->message, "out of memory planning %zu ops", n);
         goto out;
     }
     pthread_t plt;
-    bool pipelined = opt->mode != HAKX_CONCURRENT && n >= HX_PIPELINE_MIN &&
+    bool pipelined = opt->mode != HAKX_MODE_CONCURRENT && n >= HX_PIPELINE_MIN &&
                      pthread_create(&plt, NULL, planner, &pl) == 0;
     if (!pipelined) {
         hakx_decode(copy, len, ops, n, &nthreads);
@@ -102,7 +102,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
             hak_flush_thread();
             hak_counters_snapshot(&r->baseline);
         }
-        if (opt->mode == HAKX_CONCURRENT)
+        if (opt->mode == HAKX_MODE_CONCURRENT)
             hx_run_concurrent(r);
         else
             hx_run_lockstep(r);

@@ -12,7 +12,7 @@ bool hx_fail(struct hx_run *r, const char *check, int64_t op, int thread, int sl
     if (!atomic_compare_exchange_strong(&r->failed, &zero, 1))
         return false;
     struct hakx_verdict *v = r->verdict;
-    v->status = HAKX_FAIL;
+    v->status = HAKX_STATUS_FAIL;
     snprintf(v->check, sizeof v->check, "%s", check);
     v->op_index = op;
     v->thread = thread;
@@ -59,7 +59,7 @@ bool hx_error(struct hx_run *r, const char *fmt, ...)
     if (!atomic_compare_exchange_strong(&r->failed, &zero, 1))
         return false;
     struct hakx_verdict *v = r->verdict;
-    v->status = HAKX_ERROR;
+    v->status = HAKX_STATUS_ERROR;
     snprintf(v->check, sizeof v->check, "executor");
     va_list ap;
     va_start(ap, fmt);

@@ -1,0 +1,166 @@
+"""libFuzzer, seen from a campaign: its command line, its log, and a campaign's folders.
+
+The atheris target (fuzz/fuzz_target.py) runs under libFuzzer, in fork mode
+(``-fork=N -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1``: every job is a child
+process, so a crashing, hanging or OOM target never ends the campaign) or in-process. Either
+way every crash/timeout/oom input is written by libFuzzer straight into the run's
+``crashes/`` folder (``-artifact_prefix``) before the campaign looks at it.
+
+Layout of a campaign (``campaigns/`` is git-ignored)::
+
+    campaigns/<key>/corpus/            the corpus: persists, a later campaign resumes it
+    campaigns/<key>/runs/<stamp>/      one campaign run
+        crashes/                       every crash input, persisted by libFuzzer first
+        crashes/index.jsonl            one line per triaged input
+        fuzz.log, stats.csv, command.txt, report.md, progress.png, summary.json, minimized/
+
+``<key>`` is ``<build>[+<inject>][-<target>]-<mode>[-t<threads>]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import re
+import threading
+from pathlib import Path
+from typing import IO
+
+from harness import PROJECT_ROOT
+from harness.campaign_options import CampaignOptions
+from harness.program import RECORD
+
+__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "SEEDS", "SEED_CRASH_PREFIX",
+           "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts", "campaign_key", "command",
+           "read_log"]
+
+FUZZ_DIR = PROJECT_ROOT / "fuzz"
+TARGET_SCRIPT = FUZZ_DIR / "fuzz_target.py"
+SEEDS = FUZZ_DIR / "seeds"
+DICT = FUZZ_DIR / "hakmem.dict"
+CAMPAIGNS = PROJECT_ROOT / "campaigns"
+#: names libFuzzer gives the inputs it persists
+ARTIFACT_PREFIXES = ("crash-", "timeout-", "oom-", "leak-")
+#: crash files of seeds that failed as they are (the rest are libFuzzer's crash-<sha1>)
+SEED_CRASH_PREFIX = "crash-seed-"
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignDirs:
+    """The folders of one campaign run (created)."""
+
+    key: str
+    corpus: Path
+    run_dir: Path
+
+    @property
+    def crashes(self) -> Path:
+        return self.run_dir / "crashes"
+
+    @classmethod
+    def create(cls, key: str, opts: CampaignOptions) -> CampaignDirs:
+        root = Path(opts.campaigns) if opts.campaigns else CAMPAIGNS
+        corpus = Path(opts.corpus) if opts.corpus else root / key / "corpus"
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = root / key / "runs" / f"{stamp}-{os.getpid()}"
+        dirs = cls(key, corpus.resolve(), run_dir.resolve())
+        for d in (dirs.corpus, dirs.crashes):
+            d.mkdir(parents=True, exist_ok=True)
+        return dirs
+
+
+def campaign_key(build_name: str, target_label: str | None, opts: CampaignOptions) -> str:
+    tname = "" if target_label is None else "-" + re.sub(r"[^\w.]+", "_", target_label)
+    return f"{build_name}{tname}-{opts.mode}" + (f"-t{opts.threads}" if opts.threads else "")
+
+
+def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float,
+            fork: bool = True) -> list[str]:
+    """The libFuzzer command line for a run of ``seconds``, in fork mode (jobs in child
+    processes, going on past crashes) or in-process."""
+    keep_going = [] if not fork else [
+        f"-fork={opts.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
+    cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={dirs.crashes}/",
+           f"-max_total_time={max(1, int(seconds))}", f"-max_len={1 + RECORD * opts.max_ops}",
+           f"-timeout={max(1, int(opts.timeout))}", "-rss_limit_mb=4096", "-print_final_stats=1"]
+    if opts.seed is not None:
+        cmd.append(f"-seed={opts.seed}")
+    if DICT.is_file():
+        cmd.append(f"-dict={DICT}")
+    cmd += list(opts.libfuzzer_arg)
+    cmd.append(str(dirs.corpus))
+    if not opts.no_seeds and SEEDS.is_dir() and any(SEEDS.iterdir()):
+        cmd.append(str(SEEDS))
+    return cmd
+
+
+def artifacts(crashes: Path) -> list[Path]:
+    """The inputs libFuzzer (or the seed replay) persisted, oldest first."""
+    return sorted((p for p in crashes.iterdir() if p.name.startswith(ARTIFACT_PREFIXES)
+                   and p.is_file()), key=lambda p: p.stat().st_mtime)
+
+
+_STAT = re.compile(r"^#(\d+):?\s.*?(?:cov: (\d+).*?)?corp: (\d+)\S*.*?exec/s:? (\d+)")
+
+
+@dataclasses.dataclass
+class Stats:
+    """A campaign's live figures, from libFuzzer's log and the crash lifecycle."""
+
+    execs: int = 0
+    cov: int = 0
+    corp: int = 0
+    execs_per_s: int = 0
+    crash_files: int = 0
+    distinct: int = 0
+    new_distinct: int = 0
+    native_seen: bool = False
+    mutator_seen: bool = False
+    warned: bool = False
+    base_execs: int = 0  #: execs of earlier libFuzzer runs of this campaign
+    samples: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def sample(self, elapsed: float) -> None:
+        """Records the progress plot's point at ``elapsed`` seconds."""
+        with self.lock:
+            self.samples.append({"elapsed": elapsed, "execs": self.execs,
+                                 "execs_per_s": self.execs_per_s, "cov": self.cov,
+                                 "corp": self.corp, "crashes": self.crash_files,
+                                 "distinct": self.distinct})
+
+    def line(self, text: str) -> None:
+        """Takes one line of libFuzzer's output."""
+        if "inline 8-bit counters" in text:
+            self.native_seen = True
+        if "found LLVMFuzzerCustomMutator" in text:
+            self.mutator_seen = True
+        m = _STAT.match(text)
+        if m:
+            execs, cov, corp, rate = (int(g or 0) for g in m.groups())
+            with self.lock:
+                self.execs, self.cov, self.corp, self.execs_per_s = (
+                    self.base_execs + execs, cov, corp, rate)
+
+    def status(self) -> str:
+        return (f"exec/s {self.execs_per_s} cov {self.cov} corp {self.corp} "
+                f"crashes {self.crash_files} bugs {self.distinct}")
+
+    def write_csv(self, path: Path) -> None:
+        keys = ["elapsed", "execs", "execs_per_s", "cov", "corp", "crashes", "distinct"]
+        with open(path, "w") as f:
+            f.write(",".join(keys) + "\n")
+            for s in self.samples:
+                f.write(",".join(f"{s[k]:.1f}" if k == "elapsed" else str(s[k]) for k in keys)
+                        + "\n")
+
+
+def read_log(stream: IO[bytes], log_path: Path, stats: Stats) -> None:
+    """Copies libFuzzer's output to ``log_path`` line by line, feeding ``stats``."""
+    with open(log_path, "a", errors="replace") as log:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode(errors="replace")
+            log.write(text)
+            log.flush()
+            stats.line(text)
