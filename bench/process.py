@@ -1,13 +1,13 @@
 """Running one benchmark process: its output, wall time and peak RSS."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 
 from bench.benchbuild import BIN
+from harness.child import communicate_or_kill
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,8 @@ def run_process(argv: list[str], env: dict[str, str], timeout: float,
     t0 = time.monotonic()
     p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = p.communicate()
+    out, err, timed_out = communicate_or_kill(p, timeout)
+    if timed_out:
         return Completed(-signal.SIGKILL, out.decode(errors="replace"),
                          err.decode(errors="replace"), time.monotonic() - t0, float("nan"))
     wall = time.monotonic() - t0

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness import PROJECT_ROOT
 from harness.binding import load, run_program
@@ -31,7 +32,8 @@ from harness.program import Program, encode
 from harness.target import Target
 from harness.verdict import Verdict
 
-__all__ = ["NO_ASLR", "STATIC_TLS_TUNABLE", "ChildRun", "child_env", "run_child"]
+__all__ = ["NO_ASLR", "STATIC_TLS_TUNABLE", "ChildRun", "child_env", "communicate_or_kill",
+           "run_child"]
 
 #: Lets a foreign allocator that uses initial-exec TLS (jemalloc) be dlopen()ed.
 STATIC_TLS_TUNABLE = "glibc.rtld.optional_static_tls=65536"
@@ -91,16 +93,24 @@ def run_child(program: Program | bytes, build: Build, mode: str = "lockstep",
         env=child_env(base, target.foreign), cwd=str(PROJECT_ROOT),
         start_new_session=True, text=True, errors="replace",
     )
+    out, err, timed_out = communicate_or_kill(proc, timeout, json.dumps(req))
+    return ChildRun(proc.returncode, out, err, timed_out)
+
+
+def communicate_or_kill(proc: subprocess.Popen[Any], timeout: float,
+                        stdin: Any = None) -> tuple[Any, Any, bool]:
+    """(stdout, stderr, timed out) of ``proc``, started in a session of its own: past
+    ``timeout`` its whole process group is killed (a hung child's own children too)."""
     try:
-        out, err = proc.communicate(json.dumps(req), timeout=timeout)
-        return ChildRun(proc.returncode, out, err)
+        out, err = proc.communicate(stdin, timeout=timeout)
+        return out, err, False
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         out, err = proc.communicate()
-        return ChildRun(proc.returncode, out, err, timed_out=True)
+        return out, err, True
 
 
 def _serve() -> int:
