@@ -118,6 +118,7 @@ def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: 
         status=_STATUS[v.status] if 0 <= v.status < len(_STATUS) else "error",
         check=ffi.string(v.check).decode(errors="replace"),
         op_index=v.op_index,
+        program_op=v.program_op,
         thread=v.thread,
         slot=v.slot,
         pointer=v.pointer,

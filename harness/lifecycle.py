@@ -160,7 +160,7 @@ class CrashLifecycle:
         out = rep.outcome
         fail_index = None
         if out and out.verdict is not None and not out.verdict.passed:
-            fail_index = out.verdict.op_index
+            fail_index = out.verdict.program_op
         mres = minimize(program, self.build, self.target, rep.mode, rep.signature,
                         repeats=rep.repeats, fail_index=fail_index, timeout=timeout,
                         max_seconds=self.opts.minimize_time)

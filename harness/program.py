@@ -5,7 +5,10 @@ Ops (``OPCODES``): ``malloc``, ``calloc``, ``realloc``, ``aligned_alloc``, ``fre
 ``write`` (verify, then refill the block's pattern), ``thread_exit`` (the OS thread ends
 with its blocks live; a later op on that program thread runs on a fresh OS thread),
 ``barrier`` (a quiescent point for every thread; white-box counters are checked there),
-``flush`` (``hak_flush_thread`` on that thread; a no-op on foreign targets).
+``flush`` (``hak_flush_thread`` on that thread; a no-op on foreign targets), ``fork``
+(that thread forks the process; the child checks what it inherited, src_c/executor/fork.c),
+``loop`` (its ``body`` of 1..16 ops runs ``count`` times, 1..2**20, on the same OS threads;
+loops do not nest; the expanded program is capped at ``MAX_OPS`` ops by lowering counts).
 
 Execution rules (the executor's plan, src_c/executor/plan.c):
 
@@ -24,8 +27,11 @@ Binary form (decoded totally -- every byte string is a program; same layout as
 src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
 
     byte 0          threads = 1 + b % 8         (empty input: 1 thread, no ops)
-    8-byte records  [opcode % 9, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
+    8-byte records  [opcode % 11, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
                     (a trailing partial record is ignored)
+    loop record     [9, -, body, -, e, w0, w1, w2]: the next 1 + body % 16 records,
+                    count = 1 + w % 2**(e % 21); a loop record inside a body is ignored,
+                    a loop with no body is dropped
 
     size selector % 8, v = v0 | v1 << 8 | v2 << 16:
       0 zero   0                     4 large  65537 + v % 8323072
@@ -47,6 +53,9 @@ Text form (the corpus format; one op per line)::
       {"op": "aligned_alloc", "thread": 0, "slot": 5, "size": 100, "align": 4096},
       {"op": "free", "thread": 1, "slot": 3},
       {"op": "barrier"},
+      {"op": "loop", "count": 1000, "body": [{"op": "malloc", "thread": 0, "slot": 6,
+       "size": 64}, {"op": "free", "thread": 1, "slot": 6}]},
+      {"op": "fork", "thread": 0},
       {"op": "thread_exit", "thread": 1}
     ]}
 
@@ -69,6 +78,8 @@ _C = constants("HAKX_")
 __all__ = [
     "OPCODES",
     "SIZED_OPS",
+    "MAX_OPS",
+    "expand",
     "SLOTTED_OPS",
     "THREADED_OPS",
     "SLOTS",
@@ -105,13 +116,16 @@ HEADER = _C["header"]
 SIZE_MAX = (1 << 64) - 1
 REASONABLE_MAX = 1 << 27
 IMPOSSIBLE_MIN = 1 << 47
+MAX_BODY = _C["max_body"]
+MAX_COUNT = 1 << _C["max_count_log2"]
+MAX_OPS = _C["max_ops"]
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
 #: ops that carry a size, ops that name a slot, ops that run on one program thread
 SIZED_OPS = ("malloc", "calloc", "realloc", "aligned_alloc")
 SLOTTED_OPS = SIZED_OPS + ("free", "write")
-THREADED_OPS = SLOTTED_OPS + ("thread_exit", "flush")
+THREADED_OPS = SLOTTED_OPS + ("thread_exit", "flush", "fork")
 
 
 class ProgramError(UsageError):
@@ -133,7 +147,8 @@ class ProgramError(UsageError):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Op:
     """One op. ``size`` is the request (calloc: the element size); ``count`` is calloc's
-    element count; ``align`` is aligned_alloc's alignment. Unused fields are 0."""
+    element count or a loop's count; ``align`` is aligned_alloc's alignment; ``body`` is a
+    loop's ops. Unused fields are 0 (or empty)."""
 
     op: str
     thread: int = 0
@@ -141,6 +156,7 @@ class Op:
     size: int = 0
     count: int = 0
     align: int = 0
+    body: tuple[Op, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"op": self.op}
@@ -148,13 +164,20 @@ class Op:
             d["thread"] = self.thread
         if self.op in SLOTTED_OPS:
             d["slot"] = self.slot
-        if self.op == "calloc":
+        if self.op in ("calloc", "loop"):
             d["count"] = self.count
         if self.op in SIZED_OPS:
             d["size"] = self.size
         if self.op == "aligned_alloc":
             d["align"] = self.align
+        if self.op == "loop":
+            d["body"] = [o.to_dict() for o in self.body]
         return d
+
+    @property
+    def records(self) -> int:
+        """Records of the binary form: a loop is one plus its body."""
+        return 1 + len(self.body)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,6 +193,11 @@ class Program:
 
     def __len__(self) -> int:
         return len(self.ops)
+
+    @property
+    def records(self) -> int:
+        """Records of the binary form (a loop counts as one plus its body)."""
+        return sum(o.records for o in self.ops)
 
 
 # --------------------------------------------------------------------------- sizes
@@ -239,28 +267,75 @@ def representable(size: int) -> bool:
 # --------------------------------------------------------------------------- binary
 
 
+def _decode_record(b: bytes, threads: int) -> Op:
+    name = OPCODES[b[0] % len(OPCODES)]
+    thread = b[1] % threads
+    slot = b[2] % SLOTS
+    if name in SIZED_OPS:
+        size = decode_size(b[3], b[4], b[5], b[6])
+        count = b[7] % (MAX_CALLOC_COUNT + 1) if name == "calloc" else 0
+        align = 1 << (b[7] % (MAX_ALIGN_LOG2 + 1)) if name == "aligned_alloc" else 0
+        return Op(name, thread, slot, size, count, align)
+    if name in ("free", "write"):
+        return Op(name, thread, slot)
+    if name == "barrier":
+        return Op(name)
+    return Op(name, thread)
+
+
+def _loop_count(b: bytes) -> int:
+    w = b[5] | b[6] << 8 | b[7] << 16
+    return 1 + w % (1 << (b[4] % (_C["max_count_log2"] + 1)))
+
+
 def decode(data: bytes) -> Program:
-    """The total decoder (twin of hakx_decode in src_c/executor/decode.c)."""
+    """The total decoder (twin of hakx_decode in src_c/executor/decode.c, before expansion)."""
     threads = 1 + data[0] % MAX_THREADS if data else 1
-    ops = []
     n = (len(data) - HEADER) // RECORD if len(data) > HEADER else 0
-    for i in range(n):
-        b = data[HEADER + i * RECORD: HEADER + (i + 1) * RECORD]
-        name = OPCODES[b[0] % len(OPCODES)]
-        thread = b[1] % threads
-        slot = b[2] % SLOTS
-        if name in SIZED_OPS:
-            size = decode_size(b[3], b[4], b[5], b[6])
-            count = b[7] % (MAX_CALLOC_COUNT + 1) if name == "calloc" else 0
-            align = 1 << (b[7] % (MAX_ALIGN_LOG2 + 1)) if name == "aligned_alloc" else 0
-            ops.append(Op(name, thread, slot, size, count, align))
-        elif name in ("free", "write"):
-            ops.append(Op(name, thread, slot))
-        elif name == "barrier":
-            ops.append(Op(name))
-        else:
-            ops.append(Op(name, thread))
+    recs = [data[HEADER + i * RECORD: HEADER + (i + 1) * RECORD] for i in range(n)]
+    ops = []
+    k = 0
+    while k < n:
+        b = recs[k]
+        if OPCODES[b[0] % len(OPCODES)] != "loop":
+            ops.append(_decode_record(b, threads))
+            k += 1
+            continue
+        m = min(1 + b[2] % MAX_BODY, n - k - 1)
+        body = tuple(_decode_record(r, threads) for r in recs[k + 1: k + 1 + m]
+                     if OPCODES[r[0] % len(OPCODES)] != "loop")
+        if body:  # a loop without a body does nothing: dropped
+            ops.append(Op("loop", count=_loop_count(b), body=body))
+        k += 1 + m
     return Program(threads, tuple(ops))
+
+
+def expand(program: Program) -> list[Op]:
+    """The ops the executor runs: every loop unrolled in place, counts lowered so that the
+    whole stays within MAX_OPS (as hakx_decode does)."""
+    out: list[Op] = []
+    for o in program.ops:
+        body = o.body if o.op == "loop" else (o,)
+        count = o.count if o.op == "loop" else 1
+        count = min(count, (MAX_OPS - len(out)) // len(body))
+        out.extend(body * count)
+    return out
+
+
+def _encode_op(op: Op) -> bytes:
+    sel = v0 = v1 = v2 = aux = 0
+    if op.op in SIZED_OPS:
+        sel, v0, v1, v2 = encode_size(op.size)
+    if op.op == "calloc":
+        aux = op.count
+    elif op.op == "aligned_alloc":
+        aux = op.align.bit_length() - 1
+    if op.op == "loop":
+        w = op.count - 1
+        return bytes([OPCODES.index("loop"), 0, len(op.body) - 1, 0, w.bit_length(), *_v(w)])
+    slot = op.slot if op.op in SLOTTED_OPS else 0
+    thread = op.thread if op.op in THREADED_OPS else 0
+    return bytes([OPCODES.index(op.op), thread, slot, sel, v0, v1, v2, aux])
 
 
 def encode(program: Program) -> bytes:
@@ -268,16 +343,9 @@ def encode(program: Program) -> bytes:
     _validate(program, "<program>")
     out = bytearray([program.threads - 1])
     for op in program.ops:
-        sel = v0 = v1 = v2 = aux = 0
-        if op.op in SIZED_OPS:
-            sel, v0, v1, v2 = encode_size(op.size)
-        if op.op == "calloc":
-            aux = op.count
-        elif op.op == "aligned_alloc":
-            aux = op.align.bit_length() - 1
-        slot = op.slot if op.op in SLOTTED_OPS else 0
-        thread = op.thread if op.op in THREADED_OPS else 0
-        out += bytes([OPCODES.index(op.op), thread, slot, sel, v0, v1, v2, aux])
+        out += _encode_op(op)
+        for inner in op.body:
+            out += _encode_op(inner)
     return bytes(out)
 
 
@@ -298,6 +366,11 @@ def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
 
     if op.op not in OPCODES:
         raise bad("op", f"unknown op {op.op!r}; one of {', '.join(OPCODES)}")
+    if op.op == "loop":
+        _validate_loop(op, i, threads, source)
+        return
+    if op.body:
+        raise bad("body", f"{op.op} takes no body")
     if op.op in THREADED_OPS and not 0 <= op.thread < threads:
         raise bad("thread", f"thread {op.thread} not in 0..{threads - 1}")
     if op.op not in THREADED_OPS and op.thread != 0:
@@ -324,6 +397,23 @@ def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
         raise bad("align", f"{op.op} takes no align")
 
 
+def _validate_loop(op: Op, i: int, threads: int, source: str) -> None:
+    if not 1 <= op.count <= MAX_COUNT:
+        raise ProgramError(source, f"loop count {op.count} not in 1..{MAX_COUNT}", i, "count")
+    if not 1 <= len(op.body) <= MAX_BODY:
+        raise ProgramError(source, f"a loop body holds 1..{MAX_BODY} ops, not {len(op.body)}",
+                           i, "body")
+    if op.thread or op.slot or op.size or op.align:
+        raise ProgramError(source, "a loop takes only count and body", i, "op")
+    for j, inner in enumerate(op.body):
+        if inner.op == "loop":
+            raise ProgramError(source, f"body op {j}: loops do not nest", i, "body")
+        try:
+            _validate_op(inner, j, threads, source)
+        except ProgramError as e:
+            raise ProgramError(source, f"body: {e.args[0]}", i, "body") from None
+
+
 def _size_message(size: int) -> str:
     try:
         encode_size(size)
@@ -332,7 +422,62 @@ def _size_message(size: int) -> str:
     return "ok"
 
 
-_FIELDS = {"op", "thread", "slot", "size", "count", "align"}
+_FIELDS = {"op", "thread", "slot", "size", "count", "align", "body"}
+
+
+def _required(name: str) -> list[str]:
+    required = []
+    if name in THREADED_OPS:
+        required.append("thread")
+    if name in SLOTTED_OPS:
+        required.append("slot")
+    if name in SIZED_OPS:
+        required.append("size")
+    if name in ("calloc", "loop"):
+        required.append("count")
+    if name == "aligned_alloc":
+        required.append("align")
+    if name == "loop":
+        required.append("body")
+    return required
+
+
+def _op_from_json(d: object, i: int, source: str) -> Op:
+    """One op of the text form (a loop's body parsed recursively); ProgramError names the
+    op index and the field."""
+    if not isinstance(d, dict):
+        raise ProgramError(source, "an op must be an object", i)
+    extra = set(d) - _FIELDS
+    if extra:
+        f = sorted(extra)[0]
+        raise ProgramError(source, f"unknown field (fields: {', '.join(sorted(_FIELDS))})", i, f)
+    if "op" not in d:
+        raise ProgramError(source, "missing", i, "op")
+    if not isinstance(d["op"], str) or d["op"] not in OPCODES:
+        raise ProgramError(source, f"unknown op {d['op']!r}; one of {', '.join(OPCODES)}",
+                           i, "op")
+    name = d["op"]
+    required = _required(name)
+    for f in required:
+        if f not in d:
+            raise ProgramError(source, f"missing (an {name} op needs {', '.join(required)})",
+                               i, f)
+    vals = {}
+    for f in ("thread", "slot", "size", "count", "align"):
+        v = d.get(f, 0)
+        if type(v) is not int or v < 0:
+            raise ProgramError(source, f"must be a non-negative integer, got {v!r}", i, f)
+        vals[f] = v
+    raw_body = d.get("body", [])
+    if not isinstance(raw_body, list):
+        raise ProgramError(source, "must be a list of ops", i, "body")
+    body = []
+    for j, inner in enumerate(raw_body):
+        try:
+            body.append(_op_from_json(inner, j, source))
+        except ProgramError as e:
+            raise ProgramError(source, f"body: {e.args[0]}", i, "body") from None
+    return Op(name, **vals, body=tuple(body))
 
 
 def from_text(text: str, source: str = "<string>") -> Program:
@@ -353,45 +498,7 @@ def from_text(text: str, source: str = "<string>") -> Program:
     raw_ops = doc.get("ops")
     if not isinstance(raw_ops, list):
         raise ProgramError(source, "ops must be a list", field="ops")
-    ops = []
-    for i, d in enumerate(raw_ops):
-        if not isinstance(d, dict):
-            raise ProgramError(source, "an op must be an object", i)
-        extra = set(d) - _FIELDS
-        if extra:
-            f = sorted(extra)[0]
-            raise ProgramError(source, f"unknown field (fields: {', '.join(sorted(_FIELDS))})",
-                               i, f)
-        if "op" not in d:
-            raise ProgramError(source, "missing", i, "op")
-        if not isinstance(d["op"], str) or d["op"] not in OPCODES:
-            raise ProgramError(source, f"unknown op {d['op']!r}; one of {', '.join(OPCODES)}",
-                               i, "op")
-        name = d["op"]
-        required = []
-        if name in THREADED_OPS:
-            required.append("thread")
-        if name in SLOTTED_OPS:
-            required.append("slot")
-        if name in SIZED_OPS:
-            required.append("size")
-        if name == "calloc":
-            required.append("count")
-        if name == "aligned_alloc":
-            required.append("align")
-        for f in required:
-            if f not in d:
-                raise ProgramError(source, f"missing (an {name} op needs {', '.join(required)})",
-                                   i, f)
-        vals = {}
-        for f in ("thread", "slot", "size", "count", "align"):
-            v = d.get(f, 0)
-            if type(v) is not int or v < 0:
-                raise ProgramError(source, f"must be a non-negative integer, got {v!r}", i, f)
-            vals[f] = v
-        op = Op(name, **vals)
-        ops.append(op)
-    program = Program(threads, tuple(ops))
+    program = Program(threads, tuple(_op_from_json(d, i, source) for i, d in enumerate(raw_ops)))
     if not 1 <= threads <= MAX_THREADS:
         raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {threads}",
                            field="threads")

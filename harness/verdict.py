@@ -20,13 +20,16 @@ PASS = "pass"
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """``op_index`` is the op that failed (-1: a check after the last op, or none);
+    """``op_index`` is the op that failed in the expanded program (every loop unrolled;
+    -1: a check after the last op, or none) and ``program_op`` the same op in the program as
+    written, where a loop and its body count as one op;
     ``thread``/``slot`` are -1 when not applicable; ``expected``/``observed`` are the
     check's two sides (an alignment, a byte of the pattern, a counter...)."""
 
     status: str
     check: str = ""
     op_index: int = -1
+    program_op: int = -1
     thread: int = -1
     slot: int = -1
     pointer: int = 0
@@ -71,7 +74,9 @@ class Verdict:
             return f"pass ({self.ops_executed} ops executed, {self.ops_skipped} skipped)"
         if self.status == "error":
             return f"executor error: {self.message}"
-        where = "after the last op" if self.op_index < 0 else f"at op {self.op_index}"
+        where = "after the last op" if self.op_index < 0 else (
+            f"at op {self.program_op}" if self.program_op == self.op_index
+            else f"at op {self.program_op} (op {self.op_index} of the expanded program)")
         parts = [f"FAIL {self.check} {where}"]
         if self.thread >= 0:
             parts.append(f"thread {self.thread}")

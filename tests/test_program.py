@@ -19,7 +19,7 @@ SETTINGS = settings(max_examples=300, deadline=None,
 
 def _as_tuples(p: Program) -> list[tuple]:
     out = []
-    for o in p.ops:
+    for o in prog.expand(p):
         aux = o.count if o.op == "calloc" else o.align
         out.append((prog.OPCODES.index(o.op), o.thread, o.slot, o.size, aux))
     return out
@@ -30,7 +30,15 @@ def _as_tuples(p: Program) -> list[tuple]:
 def test_decoder_total_and_canonical(data: bytes) -> None:
     p = prog.decode(data)
     assert 1 <= p.threads <= prog.MAX_THREADS
-    assert len(p) == max(0, len(data) - 1) // prog.RECORD
+    records = max(0, len(data) - 1) // prog.RECORD
+    loops = [o for o in p.ops if o.op == "loop"]
+    # every record is an op, or in a loop's body (a loop record in a body, or a loop left
+    # without a body, is dropped); with no loop record at all, one op per record
+    assert p.records <= records
+    if not any(data[1 + 8 * i] % len(prog.OPCODES) == prog.OPCODES.index("loop")
+               for i in range(records)):
+        assert len(p) == records and not loops
+    assert len(prog.expand(p)) <= prog.MAX_OPS
     canon = prog.encode(p)
     assert prog.decode(canon) == p
     assert prog.encode(prog.decode(canon)) == canon
@@ -72,6 +80,7 @@ def release_lib(built):
 @given(data=st.binary(max_size=300))
 @SETTINGS
 def test_c_and_python_decoders_agree(release_lib, data: bytes) -> None:
+    """The C decoder expands loops; the Python one keeps them and expand() unrolls them."""
     threads, ops = c_decode(release_lib, data)
     p = prog.decode(data)
     assert threads == p.threads

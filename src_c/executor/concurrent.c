@@ -98,6 +98,9 @@ static void *body(void *arg)
             if (r->tg->hakmem)
                 hak_flush_thread();
             break;
+        case HAKX_OP_FORK: /* on no slot: no baton */
+            hx_exec(r, i, t);
+            break;
         default: {
             _Atomic int64_t *baton = &r->baton[o->slot];
             for (unsigned n = 0; atomic_load(baton) != (int64_t)i; n++) {
@@ -138,8 +141,14 @@ void hx_run_concurrent(struct hx_run *r)
         goto out;
     cc->r = r;
     cc->n = r->nthreads;
+    /* each thread's list sized exactly: an expanded program has up to HAKX_MAX_OPS ops */
+    size_t need[HAKX_MAX_THREADS] = {0};
+    for (size_t i = 0; i < r->nops; i++)
+        for (unsigned t = 0; t < r->nthreads; t++)
+            need[t] += r->effective[i] &&
+                       (r->ops[i].op == HAKX_OP_BARRIER || r->ops[i].thread == t);
     for (unsigned t = 0; t < r->nthreads; t++) {
-        cc->list[t] = malloc((r->nops ? r->nops : 1) * sizeof(size_t));
+        cc->list[t] = malloc((need[t] ? need[t] : 1) * sizeof(size_t));
         if (!cc->list[t])
             goto out;
     }

@@ -1,4 +1,6 @@
 /* The total decoder: every byte string is a program (layout in hakx.h). */
+#include <string.h>
+
 #include "internal.h"
 
 uint64_t hx_decode_size(uint8_t sel, uint8_t v0, uint8_t v1, uint8_t v2)
@@ -27,53 +29,127 @@ uint64_t hx_decode_size(uint8_t sel, uint8_t v0, uint8_t v1, uint8_t v2)
     }
 }
 
+/* One record as an op (a loop record is never decoded this way). */
+static struct hakx_op decode_one(const uint8_t *b, unsigned nt)
+{
+    struct hakx_op o = {0};
+    o.op = b[0] % HAKX_NUM_OPCODES;
+    o.thread = (uint8_t)(b[1] % nt);
+    switch (o.op) {
+    case HAKX_OP_MALLOC:
+    case HAKX_OP_REALLOC:
+        o.slot = b[2] % HAKX_SLOTS;
+        o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
+        break;
+    case HAKX_OP_CALLOC:
+        o.slot = b[2] % HAKX_SLOTS;
+        o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
+        o.aux = b[7] % 5;
+        break;
+    case HAKX_OP_ALIGNED_ALLOC:
+        o.slot = b[2] % HAKX_SLOTS;
+        o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
+        o.aux = (uint32_t)1 << (b[7] % 21);
+        break;
+    case HAKX_OP_FREE:
+    case HAKX_OP_WRITE:
+        o.slot = b[2] % HAKX_SLOTS;
+        break;
+    case HAKX_OP_BARRIER:
+        o.thread = 0;
+        break;
+    default: /* thread_exit, flush, fork: thread only */
+        break;
+    }
+    return o;
+}
+
+static bool is_loop(const uint8_t *b)
+{
+    return b[0] % HAKX_NUM_OPCODES == HAKX_OP_LOOP;
+}
+
+uint64_t hx_loop_count(const uint8_t *b)
+{
+    uint32_t w = (uint32_t)b[5] | (uint32_t)b[6] << 8 | (uint32_t)b[7] << 16;
+    return 1 + w % ((uint32_t)1 << (b[4] % (HAKX_MAX_COUNT_LOG2 + 1)));
+}
+
+/* The program's items: a plain op, or a loop (its body: the records after it). The one
+ * walk every decoding shares, so the expansion and the program-op index agree. */
+struct item {
+    size_t rec;      /* first record (the loop record itself for a loop) */
+    size_t nbody;    /* loop: records after rec in its body; 0 for a plain op */
+    size_t ops;      /* loop: non-loop records in its body; 1 for a plain op */
+    uint64_t count;  /* times it runs, lowered to keep within HAKX_MAX_OPS */
+};
+
+static bool next_item(const uint8_t *data, size_t nrec, size_t *k, size_t total,
+                      struct item *it)
+{
+    if (*k >= nrec)
+        return false;
+    const uint8_t *b = data + HAKX_HEADER + *k * HAKX_RECORD;
+    it->rec = *k;
+    it->nbody = 0;
+    it->ops = 1;
+    it->count = 1;
+    if (is_loop(b)) {
+        size_t m = 1 + b[2] % HAKX_MAX_BODY;
+        it->nbody = m < nrec - *k - 1 ? m : nrec - *k - 1;
+        it->ops = 0;
+        for (size_t j = 1; j <= it->nbody; j++)
+            it->ops += !is_loop(b + j * HAKX_RECORD);
+        it->count = hx_loop_count(b);
+    }
+    size_t room = HAKX_MAX_OPS - total;
+    if (it->ops && it->count > room / it->ops)
+        it->count = room / it->ops;
+    *k += 1 + it->nbody;
+    return true;
+}
+
 HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops, size_t cap,
                             uint32_t *threads)
 {
     unsigned nt = len ? 1u + data[0] % HAKX_MAX_THREADS : 1u;
-    size_t n = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
+    size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
     if (threads)
         *threads = nt;
-    hx_decode_range(data, nt, ops, 0, n < cap ? n : cap);
+    size_t n = 0, k = 0;
+    struct item it;
+    while (next_item(data, nrec, &k, n, &it)) {
+        size_t first = n;
+        for (size_t j = it.nbody ? 1 : 0; j <= it.nbody && it.count; j++) {
+            const uint8_t *b = data + HAKX_HEADER + (it.rec + j) * HAKX_RECORD;
+            if (is_loop(b))
+                continue;
+            if (n < cap)
+                ops[n] = decode_one(b, nt);
+            n++;
+        }
+        /* the other iterations copy the first one */
+        for (uint64_t c = 1; c < it.count && it.ops; c++, n += it.ops)
+            if (n + it.ops <= cap)
+                memcpy(&ops[n], &ops[first], it.ops * sizeof *ops);
+    }
     return n;
 }
 
-void hx_decode_range(const uint8_t *data, unsigned nt, struct hakx_op *ops, size_t from,
-                     size_t to)
+int64_t hx_program_op(const uint8_t *data, size_t len, int64_t op)
 {
-    for (size_t i = from; i < to; i++) {
-        const uint8_t *b = data + HAKX_HEADER + i * HAKX_RECORD;
-        struct hakx_op o = {0};
-        o.op = b[0] % HAKX_NUM_OPCODES;
-        o.thread = (uint8_t)(b[1] % nt);
-        switch (o.op) {
-        case HAKX_OP_MALLOC:
-        case HAKX_OP_REALLOC:
-            o.slot = b[2] % HAKX_SLOTS;
-            o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
-            break;
-        case HAKX_OP_CALLOC:
-            o.slot = b[2] % HAKX_SLOTS;
-            o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
-            o.aux = b[7] % 5;
-            break;
-        case HAKX_OP_ALIGNED_ALLOC:
-            o.slot = b[2] % HAKX_SLOTS;
-            o.size = hx_decode_size(b[3], b[4], b[5], b[6]);
-            o.aux = (uint32_t)1 << (b[7] % 21);
-            break;
-        case HAKX_OP_FREE:
-        case HAKX_OP_WRITE:
-            o.slot = b[2] % HAKX_SLOTS;
-            break;
-        case HAKX_OP_BARRIER:
-            o.thread = 0;
-            break;
-        default: /* thread_exit, flush: thread only */
-            break;
-        }
-        ops[i] = o;
+    size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
+    size_t n = 0, k = 0;
+    int64_t index = 0;
+    struct item it;
+    if (op < 0)
+        return -1;
+    for (; next_item(data, nrec, &k, n, &it); index++) {
+        n += it.ops * it.count;
+        if ((uint64_t)op < n)
+            return index;
     }
+    return -1;
 }
 
 HAKX_API int hakx_version(void)

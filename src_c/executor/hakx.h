@@ -7,7 +7,7 @@
  * Binary program format (every byte string is a valid program):
  *   byte 0            header: threads = 1 + (b % 8)        (empty input: 1 thread, no ops)
  *   then 8-byte op records; a trailing partial record is ignored:
- *     r[0] opcode  = r[0] % 9  (enum hakx_opcode)
+ *     r[0] opcode  = r[0] % 11  (enum hakx_opcode)
  *     r[1] thread  = r[1] % threads
  *     r[2] slot    = r[2] % 64
  *     r[3] size selector (r[3] % 8), r[4..6] v0 v1 v2 (v = v0 | v1<<8 | v2<<16):
@@ -22,7 +22,18 @@
  *          7 pow2   2^(47 + v0 % 17)                        (impossible: > address space)
  *     r[7] aux: aligned_alloc: alignment = 2^(r[7] % 21) (1 B .. 1 MiB);
  *               calloc: count = r[7] % 5 (0 .. 4); ignored otherwise.
+ *   A loop record repeats the records after it (its body) on the same threads:
+ *     r[2] body    = the next 1 + r[2] % HAKX_MAX_BODY records (fewer at the end)
+ *     r[4] e = r[4] % 21; r[5..7] w = r5 | r6<<8 | r7<<16: count = 1 + w % 2^e (1 .. 2^20)
+ *   Loops do not nest: a loop record inside a body is ignored. A loop's count is lowered
+ *   so that the expanded program never exceeds HAKX_MAX_OPS ops.
+ *   A fork record (thread only) forks the process from that program thread; the child
+ *   checks what it inherited and reports (fork.c).
  *   Fields an opcode does not use decode to 0 (the canonical encoding writes 0).
+ *
+ * The executor runs the expanded program: every loop unrolled in place. A verdict names
+ * the failing op of the expanded program (op_index) and of the program as written
+ * (program_op: a loop with its body counts as one op).
  *
  * Semantics: see harness/program.py (the Python twin of the decoder).
  */
@@ -41,7 +52,11 @@
 
 /* Bumped when the format or semantics change; hakx_version() returns it, and the harness
  * refuses a library whose version differs from the header it was loaded with. */
-#define HAKX_VERSION 1
+#define HAKX_VERSION 2
+
+#define HAKX_MAX_BODY 16           /* records in a loop body */
+#define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
+#define HAKX_MAX_OPS 2097152       /* 2^21: ops of an expanded program */
 
 enum hakx_opcode {
     HAKX_OP_MALLOC = 0,
@@ -53,7 +68,9 @@ enum hakx_opcode {
     HAKX_OP_THREAD_EXIT = 6,
     HAKX_OP_BARRIER = 7,
     HAKX_OP_FLUSH = 8,
-    HAKX_NUM_OPCODES = 9,
+    HAKX_OP_LOOP = 9,
+    HAKX_OP_FORK = 10,
+    HAKX_NUM_OPCODES = 11,
 };
 
 /* One decoded op. size: the request (calloc: the element size).
@@ -94,7 +111,8 @@ enum hakx_status { HAKX_STATUS_PASS = 0, HAKX_STATUS_FAIL = 1, HAKX_STATUS_ERROR
 struct hakx_verdict {
     int32_t status;        /* enum hakx_status; ERROR: setup problem (message says) */
     char check[32];        /* stable check name of the first failure ("" on pass) */
-    int64_t op_index;      /* op that failed; -1: a check after the last op */
+    int64_t op_index;      /* op of the expanded program that failed; -1: after the last op */
+    int64_t program_op;    /* the same op in the program as written (loop = one op); -1 */
     int32_t thread;        /* program thread (-1: the executor's main thread) */
     int32_t slot;          /* -1 if none */
     uint64_t pointer;      /* user pointer involved (0 if none) */
@@ -105,8 +123,8 @@ struct hakx_verdict {
     char message[512];
 };
 
-/* Decodes data[0..len) into ops (up to cap); returns the number of ops the
- * program has (may exceed cap) and stores the thread count in *threads. */
+/* Decodes data[0..len) into the expanded program's ops (up to cap); returns the number of
+ * ops it has (may exceed cap) and stores the thread count in *threads. */
 HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops, size_t cap,
                             uint32_t *threads);
 

@@ -1,6 +1,6 @@
 /* Executor internals shared by the files of src_c/executor/ (one concept each:
  * decode.c, pattern.c, target.c, intervals.c, verdict.c, whitebox.c, ops.c,
- * plan.c, sync.c, lockstep.c, concurrent.c, run.c). */
+ * plan.c, sync.c, lockstep.c, concurrent.c, fork.c, run.c). */
 #ifndef HAKX_INTERNAL_H
 #define HAKX_INTERNAL_H
 
@@ -39,9 +39,10 @@
 
 /* ---- decode.c */
 HX_HIDDEN uint64_t hx_decode_size(uint8_t sel, uint8_t v0, uint8_t v1, uint8_t v2);
-/* Decodes records [from, to) of data (as hakx_decode does) into ops[from, to). */
-HX_HIDDEN void hx_decode_range(const uint8_t *data, unsigned nthreads, struct hakx_op *ops,
-                               size_t from, size_t to);
+/* A loop record's count (before it is lowered to fit HAKX_MAX_OPS). */
+HX_HIDDEN uint64_t hx_loop_count(const uint8_t *b);
+/* The index, in the program as written (a loop and its body: one op), of expanded op op. */
+HX_HIDDEN int64_t hx_program_op(const uint8_t *data, size_t len, int64_t op);
 
 /* ---- target.c: ONE table of function pointers for every target. */
 struct hx_target {
@@ -161,6 +162,9 @@ HX_HIDDEN int hx_count_index(int size_class);
 /* ---- ops.c */
 HX_HIDDEN void hx_exec(struct hx_run *r, size_t i, int thread_index);
 HX_HIDDEN void hx_cleanup(struct hx_run *r);
+
+/* ---- fork.c: the fork op (op i on program thread t) */
+HX_HIDDEN void hx_fork(struct hx_run *r, size_t i, int t);
 
 /* ---- plan.c */
 HX_HIDDEN int hx_plan(struct hx_run *r);

@@ -9,7 +9,7 @@
 
 static const char *const op_names[HAKX_NUM_OPCODES] = {
     "malloc", "calloc", "realloc", "aligned_alloc", "free", "write", "thread_exit", "barrier",
-    "flush",
+    "flush", "loop", "fork",
 };
 
 static uint64_t min_align(const struct hx_target *tg, uint64_t req)
@@ -262,6 +262,9 @@ void hx_exec(struct hx_run *r, size_t i, int t)
     case HAKX_OP_FLUSH:
         if (r->tg->hakmem)
             hak_flush_thread();
+        break;
+    case HAKX_OP_FORK:
+        hx_fork(r, i, t);
         break;
     default:
         break;

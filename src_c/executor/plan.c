@@ -89,6 +89,7 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
             [HAKX_OP_THREAD_EXIT] = started[t],
             [HAKX_OP_BARRIER] = true,
             [HAKX_OP_FLUSH] = hakmem,
+            [HAKX_OP_FORK] = true,
         };
         bool eff = cand[op];
         bool allocs = op <= HAKX_OP_ALIGNED_ALLOC; /* malloc, calloc, realloc, aligned_alloc */

@@ -9,12 +9,12 @@
 #pragma weak hak_flush_thread
 #pragma weak hak_block_info
 
-/* Decoding and planning a long lockstep program run on a thread of their own,
- * ahead of the ops being executed (the lockstep mode waits for each op's plan). */
+/* Planning a long lockstep program runs on a thread of its own, ahead of the ops being
+ * executed (the lockstep mode waits for each op's plan). */
 #define HX_PIPELINE_MIN 8192
 #define HX_PIPELINE_CHUNK 2048
 
-struct hx_planner { struct hx_run *r; const uint8_t *data; struct hx_plan_state ps; };
+struct hx_planner { struct hx_run *r; struct hx_plan_state ps; };
 
 static void *planner(void *arg)
 {
@@ -22,7 +22,6 @@ static void *planner(void *arg)
     struct hx_run *r = pl->r;
     for (size_t i = 0; i < r->nops; i += HX_PIPELINE_CHUNK) {
         size_t end = r->nops - i < HX_PIPELINE_CHUNK ? r->nops : i + HX_PIPELINE_CHUNK;
-        hx_decode_range(pl->data, r->nthreads, (struct hakx_op *)r->ops, i, end);
         hx_plan_range(r, &pl->ps, i, end);
         atomic_store_explicit(&r->planned, end, memory_order_release);
     }
@@ -33,6 +32,7 @@ static void verdict_init(struct hakx_verdict *v)
 {
     memset(v, 0, sizeof *v);
     v->op_index = -1;
+    v->program_op = -1;
     v->thread = -1;
     v->slot = -1;
 }
@@ -57,6 +57,8 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     uint32_t nthreads;
     size_t n = hakx_decode(copy, len, NULL, 0, &nthreads);
     struct hakx_op *ops = malloc((n ? n : 1) * sizeof *ops);
+    if (ops)
+        hakx_decode(copy, len, ops, n, &nthreads);
     struct hx_run *r = calloc(1, sizeof *r);
     char err[256] = "";
     const struct hx_target *tg = hx_target_get(opt->target_path, opt->prefix, err, sizeof err);
@@ -76,7 +78,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     r->whitebox = opt->whitebox && tg->hakmem && hak_counters_snapshot && hak_block_info;
     r->use_lock = opt->mode == HAKX_MODE_CONCURRENT;
     pthread_mutex_init(&r->lock, NULL);
-    struct hx_planner pl = {.r = r, .data = copy};
+    struct hx_planner pl = {.r = r};
     if (hx_plan_alloc(r, &pl.ps)) {
         v->status = HAKX_STATUS_ERROR;
         snprintf(v->message, sizeof v->message, "out of memory planning %zu ops", n);
@@ -86,7 +88,6 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     bool pipelined = opt->mode != HAKX_MODE_CONCURRENT && n >= HX_PIPELINE_MIN &&
                      pthread_create(&plt, NULL, planner, &pl) == 0;
     if (!pipelined) {
-        hakx_decode(copy, len, ops, n, &nthreads);
         hx_plan_range(r, &pl.ps, 0, n);
         atomic_store_explicit(&r->planned, n, memory_order_release);
     }
@@ -118,6 +119,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
         eff += r->effective[i];
     v->ops_executed = eff * done;
     v->ops_skipped = (n - eff) * done;
+    v->program_op = hx_program_op(copy, len, v->op_index);
     pthread_mutex_destroy(&r->lock);
 out:
     if (r) {

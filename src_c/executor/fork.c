@@ -1,0 +1,206 @@
+/* The fork op: a program thread forks the process while the other program threads are
+ * live (in concurrent mode, in the middle of their own operations), and the child checks
+ * what it inherited:
+ *   - white-box: hak_heap_check over the whole inherited heap;
+ *   - lockstep mode (the other threads are parked between ops, so the executor's own
+ *     slot table is a consistent snapshot): every inherited block still holds its
+ *     pattern, and frees cleanly;
+ *   - any target: a batch across tiny, mid and large sizes allocates, fills, verifies
+ *     and frees.
+ * It reports "<check>\t<message>" through a pipe and _exits. The parent waits for the
+ * report at most HX_FORK_TIMEOUT_MS: a child that crashes (fork:crash), hangs (fork:hang:
+ * a lock held by a thread that does not exist in the child) or reports a failure
+ * (fork:<check>) is a finding. The parent goes on either way. */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#pragma weak hak_heap_check
+
+/* How long the parent waits for a child's report (HAKX_FORK_TIMEOUT_MS overrides it: tests
+ * of the hang check): long enough for a sanitized child's batch on a loaded machine. */
+#define HX_FORK_TIMEOUT_MS 20000
+
+static int fork_timeout_ms(void)
+{
+    const char *env = getenv("HAKX_FORK_TIMEOUT_MS");
+    int ms = env ? atoi(env) : 0;
+    return ms > 0 ? ms : HX_FORK_TIMEOUT_MS;
+}
+
+/* sizes of the child's batch: tiny, class edges, mid, large */
+static const size_t batch_sizes[] = {16, 48, 200, 1024, 3000, 20000, 65536, 70000, 300000,
+                                     2u << 20};
+#define BATCH (sizeof batch_sizes / sizeof batch_sizes[0])
+
+static bool report(char *msg, size_t len, const char *check, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool report(char *msg, size_t len, const char *check, const char *fmt, ...)
+{
+    int n = snprintf(msg, len, "%s\t", check);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, len - (size_t)n, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool check_inherited(struct hx_run *r, char *msg, size_t len)
+{
+    for (int s = 0; s < HAKX_SLOTS; s++) {
+        struct hx_block *b = &r->slots[s];
+        if (!b->live || !b->p)
+            continue;
+        size_t off = hx_verify(b->p, b->usable, b->seed);
+        if (off != (size_t)-1)
+            return report(msg, len, "integrity", "inherited block %p of slot %d: byte %zu "
+                          "differs from its pattern", b->p, s, off);
+        r->tg->free(b->p);
+    }
+    return true;
+}
+
+static bool check_batch(struct hx_run *r, char *msg, size_t len)
+{
+    void *p[BATCH];
+    for (size_t k = 0; k < BATCH; k++) {
+        p[k] = r->tg->malloc(batch_sizes[k]);
+        if (!p[k])
+            return report(msg, len, "null", "malloc(%zu) returned NULL in the child",
+                          batch_sizes[k]);
+        hx_fill(p[k], batch_sizes[k], 0xf0f0 + k);
+    }
+    for (size_t k = 0; k < BATCH; k++) {
+        size_t off = hx_verify(p[k], batch_sizes[k], 0xf0f0 + k);
+        if (off != (size_t)-1)
+            return report(msg, len, "integrity", "the child's block of %zu B at %p: byte %zu "
+                          "was overwritten", batch_sizes[k], p[k], off);
+    }
+    for (size_t k = 0; k < BATCH; k++)
+        r->tg->free(p[k]);
+    return true;
+}
+
+static void child(struct hx_run *r, int fd)
+{
+    char msg[sizeof r->verdict->message] = "";
+    bool ok = true;
+    if (r->tg->hakmem && hak_heap_check) {
+        struct hak_heap_report rep;
+        if (!hak_heap_check(&rep))
+            ok = report(msg, sizeof msg, "heap_check", "inherited heap: %s", rep.message);
+    }
+    if (ok && r->mode == HAKX_MODE_LOCKSTEP)
+        ok = check_inherited(r, msg, sizeof msg);
+    if (ok)
+        ok = check_batch(r, msg, sizeof msg);
+    if (ok)
+        ok = !r->tg->hakmem || !hak_heap_check || hak_heap_check(&(struct hak_heap_report){0}) ||
+             report(msg, sizeof msg, "heap_check", "after the child's own batch");
+    if (ok)
+        snprintf(msg, sizeof msg, "ok\t");
+    ssize_t left = (ssize_t)strlen(msg);
+    for (const char *p = msg; left > 0;) {
+        ssize_t w = write(fd, p, (size_t)left);
+        if (w <= 0)
+            break;
+        p += w;
+        left -= w;
+    }
+    _exit(0);
+}
+
+/* Reads the child's report until EOF or the timeout; false on timeout. */
+static bool read_report(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int rc = poll(&pfd, 1, timeout_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return false;
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        if (n == cap - 1)
+            break;
+    }
+    buf[n] = 0;
+    return true;
+}
+
+static void judge(struct hx_run *r, size_t i, int t, pid_t pid, int timeout_ms, bool in_time,
+                  char *buf)
+{
+    int status = 0;
+    if (!in_time) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        hx_fail(r, "fork:hang", (int64_t)i, t, -1, NULL, 0, (uint64_t)timeout_ms,
+                "the child forked by thread %d did not report within %d ms (a lock held by "
+                "a thread that does not exist in the child?)", t, timeout_ms);
+        return;
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    char *tab = strchr(buf, '\t');
+    if (WIFSIGNALED(status)) {
+        hx_fail(r, "fork:crash", (int64_t)i, t, -1, NULL, 0, (uint64_t)WTERMSIG(status),
+                "the child forked by thread %d died of signal %d (%s) before reporting", t,
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+        return;
+    }
+    if (!tab) {
+        hx_fail(r, "fork:crash", (int64_t)i, t, -1, NULL, 0, (uint64_t)WEXITSTATUS(status),
+                "the child forked by thread %d exited with status %d before reporting", t,
+                WEXITSTATUS(status));
+        return;
+    }
+    *tab = 0;
+    if (strcmp(buf, "ok") != 0) {
+        char check[32];
+        snprintf(check, sizeof check, "fork:%s", buf);
+        hx_fail(r, check, (int64_t)i, t, -1, NULL, 0, 0, "in the child forked by thread %d: %s",
+                t, tab + 1);
+    }
+}
+
+void hx_fork(struct hx_run *r, size_t i, int t)
+{
+    int fds[2];
+    if (pipe(fds)) {
+        hx_error(r, "pipe failed for the fork op: %s", strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        hx_error(r, "fork failed: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child(r, fds[1]);
+    }
+    close(fds[1]);
+    char buf[sizeof r->verdict->message + 40];
+    int timeout_ms = fork_timeout_ms();
+    bool in_time = read_report(fds[0], buf, sizeof buf, timeout_ms);
+    close(fds[0]);
+    judge(r, i, t, pid, timeout_ms, in_time, buf);
+}
