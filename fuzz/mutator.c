@@ -24,7 +24,10 @@
  *   swap     two records exchanged
  *   size     one record's size selector and value copied onto another
  *   thread   one record moved to another thread (a local free becomes remote)
- *   insert   a structural op (barrier, flush, thread exit) inserted
+ *   insert   a structural op (barrier, flush, thread exit, fork) inserted
+ *   loop     a loop record inserted before a run of 1-4 records, which becomes its body:
+ *            the count is log-uniform over 1 .. 2^20 (most loops short, some long enough
+ *            to refill a class thousands of times); an existing loop's count rescaled
  * Every choice comes from `seed`: a run stays reproducible with -seed.
  */
 #include <stddef.h>
@@ -34,7 +37,8 @@
 #include "hakx.h" /* the format's constants: one definition, the executor's */
 
 enum { HEADER = HAKX_HEADER, RECORD = HAKX_RECORD, SLOTS = HAKX_SLOTS, MAX_REPEAT = 16 };
-enum { OP_BARRIER = HAKX_OP_BARRIER, OP_FLUSH = HAKX_OP_FLUSH, OP_THREAD_EXIT = HAKX_OP_THREAD_EXIT };
+enum { OP_BARRIER = HAKX_OP_BARRIER, OP_FLUSH = HAKX_OP_FLUSH, OP_THREAD_EXIT = HAKX_OP_THREAD_EXIT,
+       OP_FORK = HAKX_OP_FORK, OP_LOOP = HAKX_OP_LOOP };
 
 __attribute__((weak)) size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
@@ -132,7 +136,7 @@ static size_t thread(uint8_t *data, size_t n, size_t room, struct rng *r)
 
 static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
 {
-    static const uint8_t structural[] = {OP_BARRIER, OP_FLUSH, OP_THREAD_EXIT};
+    static const uint8_t structural[] = {OP_BARRIER, OP_FLUSH, OP_THREAD_EXIT, OP_FORK};
     (void)room;
     size_t at = below(r, n + 1);
     open_gap(data, n, at, 1);
@@ -142,14 +146,43 @@ static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
     return n + 1;
 }
 
+/* A loop count field: e = log2 bound, w below it (hakx.h: count = 1 + w % 2^e). */
+static void loop_count(uint8_t *b, struct rng *r)
+{
+    unsigned e = below(r, HAKX_MAX_COUNT_LOG2 + 1);
+    uint32_t w = next(r) & (((uint32_t)1 << e) - 1);
+    b[4] = (uint8_t)e;
+    b[5] = (uint8_t)w;
+    b[6] = (uint8_t)(w >> 8);
+    b[7] = (uint8_t)(w >> 16);
+}
+
+static size_t loop(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rec(data, i)[0] % HAKX_NUM_OPCODES == OP_LOOP && below(r, 2) == 0) {
+            loop_count(rec(data, i), r);
+            return n;
+        }
+    (void)room;
+    size_t at = below(r, n);
+    open_gap(data, n, at, 1);
+    uint8_t *b = rec(data, at);
+    memset(b, 0, RECORD);
+    b[0] = OP_LOOP;
+    b[2] = (uint8_t)below(r, 4); /* body: the next 1-4 records */
+    loop_count(b, r);
+    return n + 1;
+}
+
 typedef size_t (*mutation)(uint8_t *data, size_t n, size_t room, struct rng *r);
 
 static const struct {
     mutation fn;
     int grows; /* needs room for one more record */
 } mutations[] = {
-    {repeat, 1}, {repeat, 1}, {segment, 1}, {erase, 0},
-    {swap, 0},   {size, 0},   {thread, 0},  {insert, 1},
+    {repeat, 1}, {repeat, 1}, {segment, 1}, {erase, 0}, {swap, 0},
+    {size, 0},   {thread, 0}, {insert, 1},  {loop, 1},
 };
 
 /* One record-level mutation of data[0, len) within max_size bytes; returns the

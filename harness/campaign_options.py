@@ -38,7 +38,9 @@ every flag:
                     fixture:NAME (tests/fixtures/fx_NAME.c, built for you, prefix fx_)
   --prefix P        symbol prefix of --target (mi_, tc_, "" for libc); default "" (fx_ for fixtures)
   --mode M          lockstep (deterministic), concurrent (real races) or mixed (bit 7 of
-                    the first input byte picks per input); default lockstep
+                    the first input byte picks per input, so the corpus holds both);
+                    default mixed. In every mode programs may loop (long-lived threads,
+                    thread churn, sustained remote frees) and fork
   --threads N       at most N program threads per input (1..8; default: any, up to 8)
   --max-ops N       longest program, in ops (default 64: libFuzzer -max_len=1+8*N)
   --max-time S      stop fuzzing after S seconds (default 600); triage then finishes
@@ -71,7 +73,7 @@ class CampaignOptions:
     inject: str | None = None
     target: str | None = None
     prefix: str | None = None
-    mode: str = "lockstep"
+    mode: str = "mixed"
     threads: int = 0
     max_ops: int = 64
     max_time: float = 600.0
@@ -143,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     a("--inject", default=None, metavar="NAME", help="seeded bug compiled into the build")
     a("--target", default=None, metavar="T", help="foreign allocator: path, soname, fixture:NAME")
     a("--prefix", default=None, metavar="P", help="symbol prefix of --target")
-    a("--mode", default="lockstep", choices=FUZZ_MODES)
+    a("--mode", default="mixed", choices=FUZZ_MODES)
     a("--threads", type=int, default=0, metavar="N", help="at most N program threads (1..8)")
     a("--max-ops", type=int, default=64, metavar="N", help="longest program in ops")
     a("--max-time", type=float, default=600.0, metavar="S", help="fuzzing time in seconds")

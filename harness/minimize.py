@@ -22,11 +22,13 @@ Passes, each kept only while the signature is unchanged, in the order DESIGN.md 
    reproducing prefix (binary search);
 2. ddmin over slots (all ops of a slot at once), then over ops (chunks of n/2, n/4, ...
    down to single ops), repeated until no change;
-3. threads: fewest threads (ops folded onto thread ``t % k``), then all on thread 0;
-4. size classes: every op of one request size moved together to a bigger mid size (64, 32,
+3. loops: each loop's count (the smallest that still reproduces, by bisection), then its
+   body (ddmin), and a loop left with one iteration is unrolled into its body;
+4. threads: fewest threads (ops folded onto thread ``t % k``, loop bodies included);
+5. size classes: every op of one request size moved together to a bigger mid size (64, 32,
    16, 8 KiB), whose slabs hold fewer blocks, so that a bug at a slab boundary needs fewer
    allocations; then ddmin again;
-5. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8.
+6. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8.
 
 Budget: ``max_runs`` replays and ``max_seconds``; the best program so far is returned.
 """
@@ -125,6 +127,27 @@ def _ddmin(p: Program, ok: _Oracle) -> Program:
     return _with_ops(p, _ddmin_units(list(p.ops), lambda ops: _with_ops(p, ops), ok))
 
 
+def _all_ops(p: Program) -> list[Op]:
+    """Every op, loop bodies included."""
+    return [inner for o in p.ops for inner in (o.body if o.op == "loop" else (o,))]
+
+
+def _map(p: Program, f: Callable[[Op], Op | None], threads: int | None = None) -> Program:
+    """``p`` with ``f`` applied to every op, loop bodies included (None drops the op; a loop
+    whose body is left empty goes too)."""
+    ops = []
+    for o in p.ops:
+        if o.op != "loop":
+            o2 = f(o)
+            if o2 is not None:
+                ops.append(o2)
+            continue
+        body = tuple(x for x in (f(inner) for inner in o.body) if x is not None)
+        if body:
+            ops.append(dataclasses.replace(o, body=body))
+    return Program(p.threads if threads is None else threads, tuple(ops))
+
+
 def _slots(p: Program, ok: _Oracle) -> Program:
     """ddmin over slots: every op on a slot goes or stays together (an allocation without
     its free, or a free without its allocation, is skipped, so op-wise ddmin must find
@@ -132,16 +155,50 @@ def _slots(p: Program, ok: _Oracle) -> Program:
 
     def without(kept: list[int]) -> Program:
         keep = set(kept)
-        return _with_ops(p, [o for o in p.ops if o.op not in SLOTTED_OPS or o.slot in keep])
+        return _map(p, lambda o: o if o.op not in SLOTTED_OPS or o.slot in keep else None)
 
-    slots = sorted({o.slot for o in p.ops if o.op in SLOTTED_OPS})
+    slots = sorted({o.slot for o in _all_ops(p) if o.op in SLOTTED_OPS})
     return without(_ddmin_units(slots, without, ok, least=2))
 
 
+def _with_loop(p: Program, i: int, loop: Op | None) -> Program:
+    """``p`` with its op ``i`` (a loop) replaced, or unrolled into its body when None."""
+    replacement = p.ops[i].body if loop is None else (loop,)
+    return _with_ops(p, p.ops[:i] + replacement + p.ops[i + 1:])
+
+
+def _loops(p: Program, ok: _Oracle) -> Program:
+    """Each loop: the smallest count that reproduces (bisection), a smaller body (ddmin),
+    and unrolled when one iteration is enough."""
+    i = 0
+    while i < len(p.ops):
+        loop = p.ops[i]
+        if loop.op != "loop":
+            i += 1
+            continue
+        lo, hi = 1, loop.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ok(_with_loop(p, i, dataclasses.replace(loop, count=mid))):
+                hi = mid
+            else:
+                lo = mid + 1
+        loop = dataclasses.replace(loop, count=hi)
+        p = _with_loop(p, i, loop)
+        body = _ddmin_units(list(loop.body), lambda b: _with_loop(
+            p, i, dataclasses.replace(loop, body=tuple(b))), ok)
+        p = _with_loop(p, i, dataclasses.replace(loop, body=tuple(body)))
+        if hi == 1 and ok(_with_loop(p, i, None)):
+            p = _with_loop(p, i, None)
+            i += len(body)
+            continue
+        i += 1
+    return p
+
+
 def _fold(p: Program, k: int) -> Program:
-    ops = [dataclasses.replace(o, thread=o.thread % k) if o.op not in ("barrier",) else o
-           for o in p.ops]
-    return Program(k, tuple(ops))
+    return _map(p, lambda o: dataclasses.replace(o, thread=o.thread % k)
+                if o.op != "barrier" else o, threads=k)
 
 
 def _threads(p: Program, ok: _Oracle) -> Program:
@@ -157,14 +214,14 @@ BIG_SIZES = (65536, 32768, 16384, 8192)
 
 
 def _classes(p: Program, ok: _Oracle) -> Program:
-    sizes = {o.size for o in p.ops if o.op in SIZED_OPS and 0 < o.size < BIG_SIZES[0]}
-    for size in sorted(sizes, key=lambda s: -sum(o.size == s for o in p.ops)):
+    every = _all_ops(p)
+    sizes = {o.size for o in every if o.op in SIZED_OPS and 0 < o.size < BIG_SIZES[0]}
+    for size in sorted(sizes, key=lambda s: -sum(o.size == s for o in every)):
         for big in BIG_SIZES:
             if big <= size:
                 break
-            cand = _with_ops(p, [dataclasses.replace(o, size=big)
-                                 if o.size == size and o.op in SIZED_OPS else o
-                                 for o in p.ops])
+            cand = _map(p, lambda o, size=size, big=big: dataclasses.replace(o, size=big)
+                        if o.size == size and o.op in SIZED_OPS else o)
             if ok(cand):
                 p = cand
                 break
@@ -212,6 +269,7 @@ def minimize_with(program: Program, test: Callable[[Program], bool], *,
         while prev != best:
             prev = best
             best = _ddmin(_slots(best, ok), ok)
+        best = _loops(best, ok)
         best = _threads(best, ok)
         resized = _classes(best, ok)
         while resized != best:

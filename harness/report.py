@@ -4,6 +4,7 @@ time), all in the campaign's run folder."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from pathlib import Path
@@ -64,10 +65,16 @@ class CampaignSummary:
     def regressions(self) -> list[str]:
         return [e.regression for e in self.entries if e.regression]
 
+    @property
+    def by_mode(self) -> dict[str, int]:
+        """Distinct crashes per mode they reproduce in (a mixed campaign runs both)."""
+        return dict(collections.Counter(e.mode for e in self.entries if e.distinct))
+
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["entries"] = [e.to_json(with_program=False) for e in self.entries]
         d["regressions"] = self.regressions
+        d["by_mode"] = self.by_mode
         return d
 
     @classmethod
@@ -127,6 +134,8 @@ def write(run_dir: Path, summary: CampaignSummary, samples: list[dict[str, float
     fields = summary.to_json()
     lines = [f"# Fuzz campaign {summary.key}", ""]
     lines += [f"- **{k}**: {fields[k]}" for k in _LISTED]
+    lines.append("- **distinct crashes by mode**: " + (", ".join(
+        f"{mode} {n}" for mode, n in sorted(summary.by_mode.items())) or "none"))
     lines.append("")
     if png:
         lines += [f"![progress]({png.name})", ""]

@@ -59,12 +59,17 @@ def test_every_kind_of_change_happens(lib):
     for seed in range(500):
         out = decode(mutate(lib, base, 513, seed))
         before = decode(base)
-        if len(out.ops) > len(before.ops):
+        if out.records > before.records:
             seen.add("grow")
-        elif len(out.ops) < len(before.ops):
+        elif out.records < before.records:
             seen.add("shrink")
         elif out != before:
             seen.add("edit")
-        if any(o.op in ("barrier", "flush", "thread_exit") for o in out.ops):
+        if any(o.op in ("barrier", "flush", "thread_exit", "fork") for o in out.ops):
             seen.add("structural")
-    assert seen == {"grow", "shrink", "edit", "structural"}
+        loops = [o for o in out.ops if o.op == "loop"]
+        if loops:
+            seen.add("loop")
+            if max(o.count for o in loops) >= 1000:
+                seen.add("long loop")
+    assert seen == {"grow", "shrink", "edit", "structural", "loop", "long loop"}

@@ -144,6 +144,16 @@ BAD = [
      '"size": 8, "count": 9}]}', 0, "count"),
     ('{"version": 1, "threads": 1, "ops": [{"op": "free", "thread": 0, "slot": 1, "sz": 1}]}',
      0, "sz"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "barrier"}, {"op": "loop", "count": 0, '
+     '"body": [{"op": "free", "thread": 0, "slot": 1}]}]}', 1, "count"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "loop", "count": 2, "body": []}]}',
+     0, "body"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "loop", "count": 2}]}', 0, "body"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "loop", "count": 2, "body": [{"op": "loop",'
+     ' "count": 2, "body": [{"op": "barrier"}]}]}]}', 0, "body"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "loop", "count": 2, "body": [{"op": "free",'
+     ' "thread": 3, "slot": 1}]}]}', 0, "body"),
+    ('{"version": 1, "threads": 1, "ops": [{"op": "fork"}]}', 0, "thread"),
 ]
 
 
@@ -174,3 +184,28 @@ def test_save_load_both_forms(tmp_path) -> None:
     prog.save(p, tmp_path / "p.bin")
     assert prog.load(tmp_path / "p.json") == p
     assert prog.load(tmp_path / "p.bin") == p
+
+
+def test_loops_and_forks_round_trip_and_expand() -> None:
+    body = (Op("malloc", 0, 6, 64), Op("free", 1, 6))
+    p = Program(2, (Op("loop", count=1000, body=body), Op("fork", 1),
+                    Op("loop", count=prog.MAX_COUNT, body=(Op("write", 0, 6),) * 16)))
+    assert prog.decode(prog.encode(p)) == p
+    assert prog.from_text(prog.to_text(p)) == p
+    assert p.records == 1 + 2 + 1 + 1 + 16
+    ops = prog.expand(p)
+    assert ops[:4] == list(body) * 2 and ops[2000] == Op("fork", 1)
+    # the last loop is lowered so that the expanded program stays within MAX_OPS
+    assert len(ops) == 2001 + (prog.MAX_OPS - 2001) // 16 * 16 <= prog.MAX_OPS
+
+
+def test_loop_records_inside_bodies_and_without_bodies_are_dropped() -> None:
+    loop = prog.encode(Program(1, (Op("loop", count=3, body=(Op("free", 0, 1),)),)))[1:9]
+    malloc = prog.encode(Program(1, (Op("malloc", 0, 1, 8),)))[1:]
+    # a loop whose body holds another loop record: the inner one is ignored
+    outer = bytes([loop[0], 0, 1]) + loop[3:]  # body: the next 2 records
+    assert prog.decode(b"\x00" + outer + loop + malloc) == Program(
+        1, (Op("loop", count=3, body=(Op("malloc", 0, 1, 8),)),))
+    # a body of nothing but a loop record, or a loop at the very end: no loop at all
+    assert prog.decode(b"\x00" + loop + loop + malloc) == Program(1, (Op("malloc", 0, 1, 8),))
+    assert prog.decode(b"\x00" + malloc + loop) == Program(1, (Op("malloc", 0, 1, 8),))

@@ -1,0 +1,79 @@
+"""Deep programs: loops drive long-lived threads, thread churn and sustained cross-thread
+traffic through the executor; the fork op's checks fire on allocators that break in a
+forked child and stay quiet on correct ones; the minimizer shrinks a loop's count and body."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.binding import run_program
+from harness.checks import replay
+from harness.minimize import minimize
+from harness.program import Op, Program, expand
+from harness.target import Target
+from tests.fixtures.fxlib import build_fixture
+
+CHURN = Program(3, (
+    Op("loop", count=2000, body=(
+        Op("malloc", 0, 1, 48), Op("malloc", 0, 2, 1280), Op("free", 1, 1),
+        Op("free", 2, 2), Op("malloc", 1, 3, 100_000), Op("free", 0, 3))),
+    Op("barrier"),
+    Op("loop", count=200, body=(Op("malloc", 1, 4, 3000), Op("free", 0, 4),
+                                Op("thread_exit", 1), Op("barrier"))),
+))
+
+
+@pytest.mark.parametrize("mode", ["lockstep", "concurrent"])
+def test_loops_run_every_iteration_with_checks(built, mode):
+    v = run_program(built("release").lib, CHURN, mode)
+    assert v.passed, v.describe()
+    assert v.ops_executed == len(expand(CHURN)) == 12_000 + 1 + 800
+
+
+def test_a_failure_inside_a_loop_names_the_loop(built, tmp_path):
+    """fx_overlap hands the 4th block out again at the 5th allocation: in iteration 2 of
+    the loop (op 9 of the expanded program), which is op 1 of the program as written."""
+    p = Program(1, (Op("malloc", 0, 0, 16), Op("loop", count=50, body=(
+        Op("malloc", 0, 1, 32), Op("malloc", 0, 2, 32), Op("free", 0, 1), Op("free", 0, 2)))))
+    target = Target(build_fixture("overlap", tmp_path), "fx_")
+    v = run_program(built("release").lib, p, "lockstep", target)
+    assert v.check == "overlap" and v.op_index == 6 and v.program_op == 1, v.describe()
+
+
+def test_minimizer_shrinks_a_loop(built, tmp_path):
+    """fx_overlap hands the 5th allocation the 4th's block: the 3rd iteration of this loop
+    (whose slot 2 keeps the block of the iteration before) is the first that fails."""
+    target = Target(build_fixture("overlap", tmp_path), "fx_")
+    p = Program(2, (Op("barrier"), Op("loop", count=100_000, body=(
+        Op("malloc", 0, 1, 32), Op("write", 1, 1), Op("free", 1, 2), Op("malloc", 1, 2, 32),
+        Op("free", 0, 1), Op("flush", 0)))))
+    assert run_program(built("release").lib, p, "lockstep", target).check == "overlap"
+    res = minimize(p, built("release"), target, "lockstep", "overlap", timeout=60)
+    loops = [o for o in res.program.ops if o.op == "loop"]
+    assert res.program.records <= 6 and res.program.threads == 1, res.program
+    assert all(o.count <= 3 and len(o.body) <= 4 for o in loops), res.program
+
+
+PROGRAM = Program(2, (Op("malloc", 0, 1, 48), Op("malloc", 1, 2, 5000), Op("fork", 1),
+                      Op("free", 0, 1)))
+
+
+@pytest.mark.parametrize("fixture, check", [
+    ("forkdup", "fork:integrity"), ("forkcrash", "fork:crash"), ("forkhang", "fork:hang")])
+def test_fork_checks_fire_on_a_broken_child(built, tmp_path, fixture, check):
+    out = replay(PROGRAM, built("release"), target=Target(build_fixture(fixture, tmp_path),
+                                                          "fx_"),
+                 env={"HAKX_FORK_TIMEOUT_MS": "1500"}, timeout=60)
+    assert out.name == check, out.describe()
+    assert out.verdict is not None and out.verdict.program_op == 2
+
+
+@pytest.mark.parametrize("variant", ["release", "asan"])
+@pytest.mark.parametrize("mode", ["lockstep", "concurrent"])
+def test_fork_is_quiet_on_correct_allocators(built, tmp_path, variant, mode):
+    deep = Program(3, (Op("loop", count=20, body=(
+        Op("malloc", 1, 1, 1280), Op("malloc", 2, 2, 70_000), Op("fork", 0),
+        Op("free", 2, 1), Op("free", 1, 2))),))
+    for target in (Target(), Target(build_fixture("good", tmp_path), "fx_")):
+        out = replay(deep, built(variant), mode, target=target, timeout=120)
+        assert out.passed, out.describe()
