@@ -26,7 +26,7 @@
  *   thread   one record moved to another thread (a local free becomes remote)
  *   insert   a structural op (barrier, flush, thread exit, fork) inserted
  *   loop     a loop record inserted before a run of 1-4 records, which becomes its body:
- *            the count is log-uniform over 1 .. 2^20 (most loops short, some long enough
+ *            the count up to 2^20, skewed small (most loops short, some long enough
  *            to refill a class thousands of times); an existing loop's count rescaled
  * Every choice comes from `seed`: a run stays reproducible with -seed.
  */
@@ -146,10 +146,13 @@ static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
     return n + 1;
 }
 
-/* A loop count field: e = log2 bound, w below it (hakx.h: count = 1 + w % 2^e). */
+/* A loop count field: e = log2 bound, w below it (hakx.h: count = 1 + w % 2^e). The bound
+ * is skewed small (e below a uniform pick): long loops cost their length in every run, and
+ * a campaign's reach is its executions per second; a few thousand iterations already
+ * cross many refills. */
 static void loop_count(uint8_t *b, struct rng *r)
 {
-    unsigned e = below(r, HAKX_MAX_COUNT_LOG2 + 1);
+    unsigned e = below(r, below(r, HAKX_MAX_COUNT_LOG2 + 1) + 1);
     uint32_t w = next(r) & (((uint32_t)1 << e) - 1);
     b[4] = (uint8_t)e;
     b[5] = (uint8_t)w;

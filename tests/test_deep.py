@@ -77,3 +77,11 @@ def test_fork_is_quiet_on_correct_allocators(built, tmp_path, variant, mode):
     for target in (Target(), Target(build_fixture("good", tmp_path), "fx_")):
         out = replay(deep, built(variant), mode, target=target, timeout=120)
         assert out.passed, out.describe()
+
+
+def test_only_the_first_forks_of_a_run_take_effect(built):
+    """A fork costs milliseconds: a loop of them would stall a campaign."""
+    p = Program(2, (Op("loop", count=1000, body=(
+        Op("malloc", 0, 1, 48), Op("fork", 1), Op("free", 0, 1))),))
+    v = run_program(built("release").lib, p, "lockstep")
+    assert v.passed and v.ops_skipped == 1000 - 8 and v.ops_executed == 2000 + 8

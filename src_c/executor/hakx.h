@@ -28,7 +28,8 @@
  *   Loops do not nest: a loop record inside a body is ignored. A loop's count is lowered
  *   so that the expanded program never exceeds HAKX_MAX_OPS ops.
  *   A fork record (thread only) forks the process from that program thread; the child
- *   checks what it inherited and reports (fork.c).
+ *   checks what it inherited and reports (fork.c). Only the first HAKX_MAX_FORKS forks of
+ *   a run take effect (a fork costs milliseconds: a loop of them would stall a campaign).
  *   Fields an opcode does not use decode to 0 (the canonical encoding writes 0).
  *
  * The executor runs the expanded program: every loop unrolled in place. A verdict names
@@ -57,6 +58,7 @@
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
 #define HAKX_MAX_OPS 2097152       /* 2^21: ops of an expanded program */
+#define HAKX_MAX_FORKS 8           /* fork ops that take effect per run; later ones are skipped */
 
 enum hakx_opcode {
     HAKX_OP_MALLOC = 0,

@@ -171,7 +171,11 @@ HX_HIDDEN int hx_plan(struct hx_run *r);
 /* The same in steps: hx_plan_alloc, then hx_plan_range over consecutive ranges
  * (r->ops decoded there); hx_plan_ready waits until op i is planned (the lockstep
  * mode runs while a planner thread decodes and plans ahead of it). */
-struct hx_plan_state { bool occ[HAKX_SLOTS], started[HAKX_MAX_THREADS]; int64_t last[HAKX_SLOTS]; };
+struct hx_plan_state {
+    bool occ[HAKX_SLOTS], started[HAKX_MAX_THREADS];
+    int64_t last[HAKX_SLOTS];
+    unsigned forks; /* fork ops made effective so far (at most HAKX_MAX_FORKS) */
+};
 HX_HIDDEN int hx_plan_alloc(struct hx_run *r, struct hx_plan_state *ps);
 HX_HIDDEN void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size_t to);
 static inline void hx_plan_ready(struct hx_run *r, size_t i);

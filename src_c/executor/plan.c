@@ -41,6 +41,7 @@ int hx_plan_alloc(struct hx_run *r, struct hx_plan_state *ps)
     }
     for (int t = 0; t < HAKX_MAX_THREADS; t++)
         ps->started[t] = false;
+    ps->forks = 0;
     atomic_store(&r->planned, 0);
     return 0;
 }
@@ -63,6 +64,7 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
     memcpy(started, ps->started, sizeof started);
     memcpy(last, ps->last, sizeof last);
     bool aligned_ok = hx_target_has_aligned(r->tg), hakmem = r->tg->hakmem;
+    unsigned forks = ps->forks;
     int64_t dummy, first[HAKX_SLOTS];
     memcpy(first, r->first_on_slot, sizeof first);
     /* locals: byte stores into effective[] may alias anything else */
@@ -89,9 +91,10 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
             [HAKX_OP_THREAD_EXIT] = started[t],
             [HAKX_OP_BARRIER] = true,
             [HAKX_OP_FLUSH] = hakmem,
-            [HAKX_OP_FORK] = true,
+            [HAKX_OP_FORK] = forks < HAKX_MAX_FORKS,
         };
         bool eff = cand[op];
+        forks += eff & (op == HAKX_OP_FORK);
         bool allocs = op <= HAKX_OP_ALIGNED_ALLOC; /* malloc, calloc, realloc, aligned_alloc */
         occ[s] = (occ_s | (allocs & eff & !impossible)) & (op != HAKX_OP_FREE);
         effective[i] = eff;
@@ -109,4 +112,5 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
     memcpy(ps->occ, occ, sizeof occ);
     memcpy(ps->started, started, sizeof started);
     memcpy(ps->last, last, sizeof last);
+    ps->forks = forks;
 }
