@@ -98,6 +98,10 @@ rm -rf "$build"
 mkdir -p "$build/obj"
 # shellcheck disable=SC2086
 read -r -a cflags <<<"$CFLAGS"
+# OSS-Fuzz's undefined set includes unsigned-integer-overflow, recoverable and silenced at
+# run time; the executor's pattern hash and the allocator's colouring wrap on purpose, so
+# every op would still call the silenced handler (96 execs/s instead of hundreds). Off.
+cflags+=(-fno-sanitize=unsigned-integer-overflow)
 base=(-std=c11 -D_GNU_SOURCE -fPIC -pthread -fvisibility=hidden
       -I"$root/src_c/include" -I"$root/src_c/alloc"
       "-DHAK_VARIANT_NAME=\"oss-fuzz-$SANITIZER\"" "${inject_flags[@]}")
