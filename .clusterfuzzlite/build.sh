@@ -218,14 +218,19 @@ for m in $modes; do
             cat "$here/$name.py"
         } >"$work/$name.py"
     fi
-    # --exclude-module: the harness's other modules import these lazily; the target needs
-    # none of them, and leaving them out keeps the bundle (and every start-up) small.
+    # --exclude-module: the harness's other modules import these lazily, and cffi's
+    # out-of-line compiler pulls in setuptools; the target needs none of them (cffi's ABI
+    # mode only dlopens). Leaving them out keeps the bundle, its build and every start-up
+    # small.
     pyinstaller --noconfirm --log-level WARN --onefile --name "$name.pkg" \
         --distpath "$OUT" --workpath "$work/build" --specpath "$work" \
         --paths "$root" --paths "$here" \
         --hidden-import _cffi_backend \
         --exclude-module matplotlib --exclude-module numpy --exclude-module hypothesis \
         --exclude-module pytest --exclude-module tkinter --exclude-module tqdm \
+        --exclude-module setuptools --exclude-module pkg_resources --exclude-module distutils \
+        --exclude-module _distutils_hack --exclude-module jinja2 --exclude-module unittest \
+        --exclude-module pydoc --exclude-module asyncio \
         --add-binary "$lib:." \
         "$work/$name.py"
     chmod -x "$OUT/$name.pkg"
