@@ -200,10 +200,10 @@ run()
 PY
 }
 max_len=$((1 + 8 * 64)) # harness.fuzz's default: at most 64 ops of 8 bytes after a header byte
-for m in $modes; do
-    name=hakmem_${m}_fuzzer
-    t0=$SECONDS
-    work=$WORK/pyfuzz/$name
+# One function per target, run for all targets at once: PyInstaller is single-threaded
+# and takes most of the build (30-50 s a bundle), and these machines have two cores.
+package() {
+    local m=$1 name=hakmem_${1}_fuzzer t0=$SECONDS work=$WORK/pyfuzz/hakmem_${1}_fuzzer
     rm -rf "$work"
     mkdir -p "$work"
     cp "$here/$name.py" "$work/$name.py"
@@ -280,5 +280,20 @@ silence_unsigned_overflow = 1
 print_stacktrace = 1
 EOF
     echo "build.sh: $name packaged in $((SECONDS - t0)) s"
+}
+pids=()
+for m in $modes; do
+    mkdir -p "$WORK/pyfuzz"
+    package "$m" >"$WORK/pyfuzz/$m.log" 2>&1 &
+    pids+=("$m:$!")
+done
+for entry in "${pids[@]}"; do
+    m=${entry%%:*}
+    if wait "${entry#*:}"; then
+        grep "^build.sh:" "$WORK/pyfuzz/$m.log" || true
+    else
+        cat "$WORK/pyfuzz/$m.log" >&2
+        die "packaging hakmem_${m}_fuzzer failed (log above)"
+    fi
 done
 echo "build.sh: done in $((SECONDS - started)) s -> $OUT"
