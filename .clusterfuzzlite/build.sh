@@ -260,6 +260,8 @@ EOF
     rm -f "$OUT/${name}_seed_corpus.zip"
     (cd "$root/fuzz/seeds" && python3 -m zipfile -c "$OUT/${name}_seed_corpus.zip" ./*.bin)
     cp "$root/fuzz/hakmem.dict" "$OUT/$name.dict"
+    # rss_limit_mb as harness.fuzz sets it: the process grows with the corpus (784 MB after
+    # 15k execs in 60 s natively), past libFuzzer's 2048 MB default in long runs.
     # detect_leaks=0: Python "leaks" at exit (RECIPES.md). allocator_may_return_null: the
     # executor asks for impossible sizes on purpose and expects NULL. Unsigned overflow is
     # how the allocator hashes and colours, never a bug: keep UBSan to real UB.
@@ -268,6 +270,7 @@ EOF
 dict = $name.dict
 max_len = $max_len
 timeout = 25
+rss_limit_mb = 4096
 
 [asan]
 detect_leaks = 0

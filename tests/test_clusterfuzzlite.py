@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -209,6 +210,7 @@ def test_out_holds_what_the_engines_expect(out_dir: Path) -> None:
         cp.read(out_dir / f"{fuzzer}.options")
         assert cp["libfuzzer"]["dict"] == f"{fuzzer}.dict"
         assert int(cp["libfuzzer"]["max_len"]) == 1 + 8 * 64
+        assert int(cp["libfuzzer"]["rss_limit_mb"]) >= 4096  # as harness.fuzz runs it
         assert cp["asan"]["detect_leaks"] == "0"
 
 
@@ -261,3 +263,10 @@ def test_fuzzer_finds_a_seeded_bug_and_the_clean_build_passes_its_input(
     # The crash is the seeded bug's, not the target's: the clean build passes the same input.
     replay = run_fuzzer(out_dir, fuzzer, str(crashes[0]))
     assert replay.returncode == 0, (replay.stdout + replay.stderr)[-4000:]
+    # A crash file from the fleet is an op program as it is (fixed mode, no normalisation):
+    # the local harness replays it on the same seeded build with the same verdict.
+    local = subprocess.run([sys.executable, "-m", "harness.run", str(crashes[0]), "--build",
+                            "asan", "--inject", SEEDED_BUG, "--mode", "lockstep"],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert local.returncode == 1 and "outcome: counters" in local.stdout, \
+        local.stdout + local.stderr
