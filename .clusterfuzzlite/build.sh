@@ -157,8 +157,14 @@ if [ "$SANITIZER" != coverage ] && [ ! -f "$OUT/sanitizer_with_fuzzer.so" ]; the
         undefined) cp "$site/ubsan_with_fuzzer.so" "$OUT/sanitizer_with_fuzzer.so" ;;
     esac
 fi
-if [ ! -e "$OUT/llvm-symbolizer" ] && command -v llvm-symbolizer >/dev/null; then
-    cp "$(command -v llvm-symbolizer)" "$OUT/"
+# (Debian's clang-19 brings it as llvm-symbolizer-19; the wrapper names llvm-symbolizer.)
+if [ ! -e "$OUT/llvm-symbolizer" ]; then
+    for s in llvm-symbolizer llvm-symbolizer-19; do
+        if command -v "$s" >/dev/null; then
+            cp "$(command -v "$s")" "$OUT/llvm-symbolizer"
+            break
+        fi
+    done
 fi
 
 # The custom mutator is part of the engine, not code under test: built without $CFLAGS, so
