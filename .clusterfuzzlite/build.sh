@@ -170,7 +170,8 @@ fi
 # The custom mutator is part of the engine, not code under test: built without $CFLAGS, so
 # its own branches add no coverage counters (they would reward mutations, not inputs).
 # Not executable: OSS-Fuzz takes executables in $OUT for fuzz targets.
-${CC} -std=c11 -O2 -fPIC -shared -Wall -o "$OUT/libhakmem_mutator.so" "$root/fuzz/mutator.c"
+${CC} -std=c11 -O2 -fPIC -shared -Wall -I"$root/src_c/executor" -o "$OUT/libhakmem_mutator.so" \
+    "$root/fuzz/mutator.c" || die "compiling the custom mutator (fuzz/mutator.c) failed"
 chmod -x "$OUT/libhakmem_mutator.so"
 
 # --- one PyInstaller bundle and wrapper per target, as OSS-Fuzz's compile_python_fuzzer
