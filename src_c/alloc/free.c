@@ -39,8 +39,10 @@ static void free_not_in_slab(void *ptr)
         if (*(volatile uint64_t *)&guess->magic == HAK_SS_MAGIC)
             return;
     }
-    if (hak_large_free(ptr))
+    if (hak_large_free(ptr)) {
+        hak_purge_kick();
         return;
+    }
     hak_report_misuse("free of a pointer hakmem does not own", ptr);
 }
 
@@ -71,4 +73,5 @@ HAK_API void hak_free(void *ptr)
         return;
     }
     hak_remote_push(slab, base);
+    hak_purge_kick();
 }

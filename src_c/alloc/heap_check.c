@@ -148,9 +148,9 @@ static uint64_t check_slab(struct walk *w, struct hak_superslab *ss, unsigned fi
              slab->carved, slab->capacity);
     memset(w->seen, 0, sizeof w->seen);
     uint32_t nfree = walk_chain(w, slab, slab->free, "the local free list");
-    void *remote = atomic_load_explicit(&slab->remote_head, memory_order_acquire);
-    uint32_t nremote = walk_chain(w, slab, remote, "the remote list");
-    uint32_t pending = atomic_load_explicit(&slab->remote_pending, memory_order_relaxed);
+    uintptr_t word = atomic_load_explicit(&slab->remote, memory_order_acquire);
+    uint32_t nremote = walk_chain(w, slab, hak_remote_word_head(word), "the remote list");
+    uint32_t pending = hak_remote_word_count(word);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
     if (owner && heap_alive(owner))
         walk_cache(w, slab, &owner->tc[c]);

@@ -10,6 +10,12 @@
  *   hak_aligned_alloc follows posix_memalign's rules: alignment must be a power
  *     of two and a multiple of sizeof(void *), else NULL + EINVAL.
  * Every returned pointer is at least 16-byte aligned.
+ *
+ * Memory return: freed memory that stays unused for the decay delay
+ * (HAKMEM_DECAY_MS, default 500 ms; -1: only on request) goes back to the OS
+ * by itself; hak_collect() gives back at once everything that can be (the
+ * calling thread's caches, empty slabs of idle or exited threads, free pages,
+ * cached large mappings). The drop-in's malloc_trim() calls it.
  */
 #ifndef HAKMEM_H
 #define HAKMEM_H
@@ -26,6 +32,7 @@ void *hak_calloc(size_t count, size_t size);
 void *hak_realloc(void *ptr, size_t size);
 void *hak_aligned_alloc(size_t alignment, size_t size);
 size_t hak_usable_size(const void *ptr);
+void hak_collect(void);
 
 #ifdef __cplusplus
 }
