@@ -47,6 +47,7 @@ def run_fork_stress(exe: Path, build: Build, forks: int, scenario: str, seed: in
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.update(build.runtime.options)
+    env["HAKMEM_DECAY_MS"] = "20"  # the purge thread runs (and purges) while threads fork
     if preload:
         env["LD_PRELOAD"] = str(build.preload_lib)
     proc = subprocess.run([str(exe), str(forks), scenario, str(seed)], capture_output=True,

@@ -569,29 +569,47 @@ static uint64_t reclaim_abandoned(void)
     return released;
 }
 
-uint64_t hak_heaps_purge(bool all)
+/* Any slab of the heap with remote frees pending? Heap lock held. */
+static bool heap_has_pending(const struct hak_heap *heap)
 {
-    uint64_t released = 0;
+    for (int c = 0; c < HAK_CLASSES; c++)
+        for (int list = 0; list < 2; list++)
+            for (struct hak_slab *s = list ? heap->full[c].head : heap->partial[c].head; s;
+                 s = s->next)
+                if (hak_remote_pending(s))
+                    return true;
+    return false;
+}
+
+bool hak_heaps_purge(bool all)
+{
+    bool more = false;
     for (struct hak_heap *h = hak_heaps; h; h = h->next) {
         if (all) {
             hak_heap_lock(h);
         } else if (pthread_mutex_trylock(&h->lock) != 0) {
+            more = true; /* busy: look again next pass */
             continue;
         }
         /* Idle: no slow path since the last look. An active owner drains its
          * own slabs; an idle one's remote frees and empty slabs are the
-         * purge's to give back. */
+         * purge's to give back. An active heap with remote frees pending is
+         * looked at again next pass, in case it goes idle. */
         bool idle = h->slow_ops == h->purge_seen;
         h->purge_seen = h->slow_ops;
-        if (all || idle)
+        if (all || idle) {
             for (int c = 0; c < HAK_CLASSES; c++) {
                 if (HAK_INJECT_EARLY_PURGE)
                     hak_purge_inject_early(h, c);
-                released += drain_owned(h, c);
+                drain_owned(h, c);
             }
+        } else if (heap_has_pending(h)) {
+            more = true;
+        }
         hak_heap_unlock(h);
     }
-    return released + reclaim_abandoned();
+    reclaim_abandoned();
+    return more;
 }
 
 uint64_t hak_abandoned_count(void)

@@ -436,8 +436,9 @@ void hak_heaps_fork_parent(void);
 void hak_heaps_fork_child(void);
 /* The purge's work on heaps (heaps lock held by the caller): drain and release
  * the empty slabs of idle heaps (every heap when `all`), and reclaim
- * abandoned slabs whose blocks all came back. Returns slabs released. */
-uint64_t hak_heaps_purge(bool all);
+ * abandoned slabs whose blocks all came back. True when a heap should be
+ * looked at again (busy, or active with remote frees pending). */
+bool hak_heaps_purge(bool all);
 
 static inline void hak_list_push(struct hak_slab_list *list, struct hak_slab *slab)
 {

@@ -18,7 +18,8 @@
  * anything is pending and parks (an untimed wait) when nothing is, so a
  * steady state that gives nothing back makes no syscall. hak_collect() (and
  * malloc_trim in the drop-in) purges everything at once from the caller.
- * HAKMEM_DECAY_MS=-1 disables the thread (hak_collect still works). A fork
+ * HAKMEM_DECAY_MS=-1 disables the thread (hak_collect still works); it is
+ * on by default in the drop-in only (hak_purge_init). A fork
  * child starts no thread: its own slow paths run the same passes inline.
  *
  * The free fast path never comes here.
@@ -58,11 +59,18 @@ uint64_t hak_decay_ms(void)
     return ms < 0 ? 500 : (uint64_t)ms;
 }
 
-/* Reads HAKMEM_DECAY_MS once (init.c): getenv allocates nothing. */
+/* Defined (true) by the drop-in library only (preload.c). */
+extern const bool hak_purge_by_default __attribute__((weak));
+
+/* Reads HAKMEM_DECAY_MS once (init.c): getenv allocates nothing. Without it,
+ * the drop-in purges in the background (500 ms) and the hak_ API library
+ * does not: the harness replays op programs in lockstep and needs the same
+ * addresses on every replay, which a purge at a moment set by the clock
+ * would change (hak_collect purges in both). */
 void hak_purge_init(void)
 {
     const char *env = getenv("HAKMEM_DECAY_MS");
-    long ms = env && *env ? strtol(env, NULL, 10) : 500;
+    long ms = env && *env ? strtol(env, NULL, 10) : &hak_purge_by_default ? 500 : -1;
     decay_ms = ms < 0 ? -1 : ms;
 }
 
@@ -80,9 +88,9 @@ static bool purge_pass(uint64_t delay, bool all)
 {
     uint64_t now = hak_now_ms();
     hak_heaps_lock();
-    hak_heaps_purge(all);
+    bool more = hak_heaps_purge(all);
     hak_heaps_unlock();
-    bool more = hak_pool_purge(now, delay);
+    more |= hak_pool_purge(now, delay);
     more |= hak_large_purge(now, delay);
     return more;
 }

@@ -12,8 +12,11 @@
  * Every returned pointer is at least 16-byte aligned.
  *
  * Memory return: freed memory that stays unused for the decay delay
- * (HAKMEM_DECAY_MS, default 500 ms; -1: only on request) goes back to the OS
- * by itself; hak_collect() gives back at once everything that can be (the
+ * (HAKMEM_DECAY_MS milliseconds; -1: only on request) goes back to the OS by
+ * itself, from a background thread. The default is 500 ms in the drop-in
+ * library and "only on request" for the hak_ API (whose op-program replays
+ * must be deterministic). hak_collect() gives back at once everything that
+ * can be (the
  * calling thread's caches, empty slabs of idle or exited threads, free pages,
  * cached large mappings). The drop-in's malloc_trim() calls it.
  */
