@@ -13,6 +13,12 @@
 
 struct hak_superslab *hak_superslabs;
 static unsigned cached_count;
+/* Units on dirty_units lists, all superslabs (pool lock). The purge thread is
+ * told only once they reach PURGE_MIN_UNITS (1 MiB) or a superslab empties:
+ * the odd slab a steady state hands back and takes again is not worth a
+ * thread or a syscall. */
+static unsigned dirty_total;
+enum { PURGE_MIN_UNITS = 16 };
 static uint64_t mapped_count;
 
 
@@ -73,6 +79,8 @@ static struct hak_superslab *superslab_map(void)
 
 static void superslab_unmap(struct hak_superslab *ss)
 {
+    dirty_total -= (unsigned)__builtin_popcount(ss->dirty_units);
+    ss->dirty_units = 0;
     list_unlink(ss);
     hak_registry_set((uintptr_t)ss, false);
     mapped_count--;
@@ -111,7 +119,9 @@ static struct hak_slab *carve_slab(struct hak_superslab *ss, unsigned first, int
     }
     for (unsigned u = first; u < first + units; u++)
         ss->unit_slab[u] = hak_ss_slabs(ss)[u].lead = (uint8_t)first;
-    ss->dirty_units &= ~(((1u << units) - 1) << first);
+    uint32_t taken = ss->dirty_units & (((1u << units) - 1) << first);
+    dirty_total -= (unsigned)__builtin_popcount(taken);
+    ss->dirty_units &= ~taken;
     ss->free_units -= units;
     if (ss->free_units == 0) {
         list_unlink(ss);
@@ -179,7 +189,9 @@ void hak_pool_return_slab(struct hak_slab *slab)
     if (!ss->dirty_units)
         ss->dirty_ms = hak_now_ms();
     ss->dirty_units |= ((1u << slab->units) - 1) << first;
-    hak_purge_note();
+    dirty_total += slab->units;
+    if (dirty_total >= PURGE_MIN_UNITS || ss->free_units == HAK_UNITS)
+        hak_purge_note();
     hak_poison((void *)slab->start, end - slab->start);
     slab->units = 0;
     atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
@@ -220,6 +232,7 @@ static void purge_units(struct hak_superslab *ss)
         madvise((void *)from, to - from, MADV_DONTNEED);
         u = end;
     }
+    dirty_total -= (unsigned)__builtin_popcount(dirty);
     ss->dirty_units = 0;
 }
 
