@@ -73,5 +73,4 @@ HAK_API void hak_free(void *ptr)
         return;
     }
     hak_remote_push(slab, base);
-    hak_purge_kick();
 }

@@ -123,7 +123,8 @@ struct hak_superslab {
     uint32_t free_units;            /* pool lock */
     uint32_t dirty_units;           /* pool lock: free units whose pages may be
                                      * resident (a bit per unit; purge.c) */
-    uint64_t dirty_ms;              /* pool lock: when dirty_units became non-zero */
+    uint64_t dirty_ms;              /* pool lock: 0, then when a purge pass first
+                                     * saw dirty units (or the superslab cached) */
     bool cached;                    /* empty and parked in the superslab cache */
     uint8_t unit_slab[HAK_UNITS];   /* first unit of the slab covering a unit */
     /* then, at its colour's offset (hak_ss_slabs), the HAK_UNITS slab descriptors */

@@ -48,7 +48,7 @@ struct large_entry {
 struct cached_map {
     uintptr_t base;
     size_t size;
-    uint64_t since_ms; /* when it was cached (purge.c unmaps it after the delay) */
+    uint64_t since_ms; /* 0, then when a purge pass first saw it cached (purge.c) */
 };
 
 static pthread_mutex_t large_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -166,7 +166,7 @@ static void cache_put(uintptr_t base, size_t size)
         memmove(cache, cache + 1, --cache_count * sizeof cache[0]);
     }
     hak_poison((void *)base, size);
-    cache[cache_count++] = (struct cached_map){base, size, hak_now_ms()};
+    cache[cache_count++] = (struct cached_map){base, size, 0}; /* the purge stamps it */
     cache_bytes += size;
     hak_purge_note();
 }
@@ -176,7 +176,13 @@ bool hak_large_purge(uint64_t now, uint64_t delay)
     bool more = false;
     hak_large_lock();
     for (unsigned i = 0; i < cache_count;) {
-        if (now - cache[i].since_ms >= delay) {
+        /* Entries are stamped by the first pass that sees them (no clock on
+         * the free path), so one goes after between one and two delays. */
+        if (!cache[i].since_ms && delay) {
+            cache[i].since_ms = now;
+            more = true;
+            i++;
+        } else if (!delay || now - cache[i].since_ms >= delay) {
             hak_os_unmap((void *)cache[i].base, cache[i].size);
             cache_bytes -= cache[i].size;
             memmove(cache + i, cache + i + 1, (--cache_count - i) * sizeof cache[0]);

@@ -27,12 +27,16 @@ void hak_remote_push(struct hak_slab *slab, void *block)
     do {
         hak_next_set(block, hak_remote_word_head(word));
     } while (!atomic_compare_exchange_weak_explicit(
-        &slab->remote, &word, ((word & ~HAK_REMOTE_PTR_MASK) + one) | (uintptr_t)block,
+        &slab->remote, &word, (word & ~HAK_REMOTE_PTR_MASK) + one + (uintptr_t)block,
         memory_order_release, memory_order_relaxed));
-    /* The first pending block: if the owner stays idle, the purge drains it
-     * (purge.c). Only globals are touched after the CAS. */
-    if (!word)
+    /* The slab's first pending block: if its owner stays idle, the purge
+     * drains it (purge.c). Only globals are touched after the CAS, and no lock
+     * is held here (hak_free is the only caller), so the purge thread may be
+     * kicked. */
+    if (HAK_UNLIKELY(!word)) {
         hak_purge_note();
+        hak_purge_kick();
+    }
 }
 
 /* Takes the whole remote list (its count goes with it). */

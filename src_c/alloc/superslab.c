@@ -187,7 +187,7 @@ void hak_pool_return_slab(struct hak_slab *slab)
     }
     ss->free_units += slab->units;
     if (!ss->dirty_units)
-        ss->dirty_ms = hak_now_ms();
+        ss->dirty_ms = 0; /* stamped by the next purge pass: no clock here */
     ss->dirty_units |= ((1u << slab->units) - 1) << first;
     dirty_total += slab->units;
     if (dirty_total >= PURGE_MIN_UNITS || ss->free_units == HAK_UNITS)
@@ -197,7 +197,7 @@ void hak_pool_return_slab(struct hak_slab *slab)
     atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
     if (ss->free_units == HAK_UNITS) {
         if (cached_count < HAK_SS_CACHE_MAX) {
-            ss->dirty_ms = hak_now_ms(); /* cached from now */
+            ss->dirty_ms = 0; /* cached from the next purge pass on */
             ss->cached = true;
             cached_count++;
         } else {
@@ -243,7 +243,13 @@ bool hak_pool_purge(uint64_t now, uint64_t delay)
     struct hak_superslab *ss = hak_superslabs;
     while (ss) {
         struct hak_superslab *next = ss->next;
-        bool due = now - ss->dirty_ms >= delay;
+        if ((ss->cached || ss->dirty_units) && !ss->dirty_ms && delay) {
+            ss->dirty_ms = now; /* first seen by a pass: due one delay from now */
+            more = true;
+            ss = next;
+            continue;
+        }
+        bool due = !delay || now - ss->dirty_ms >= delay;
         if (ss->cached) {
             if (due) {
                 ss->cached = false;
