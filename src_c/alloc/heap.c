@@ -98,10 +98,21 @@ static struct hak_heap *heap_new_locked(void)
         heap->tc[c].end = slot;
     }
     heap->serial = ++heap_serial;
-    heap->next = hak_heaps;
-    if (hak_heaps)
-        hak_heaps->prev = heap;
-    hak_heaps = heap;
+    /* The list is kept in address order, the order fork_prepare locks the
+     * heaps in: one fixed order for every fork (a heap never moves). */
+    struct hak_heap *prev = NULL, *next = hak_heaps;
+    while (next && next < heap) {
+        prev = next;
+        next = next->next;
+    }
+    heap->prev = prev;
+    heap->next = next;
+    if (prev)
+        prev->next = heap;
+    else
+        hak_heaps = heap;
+    if (next)
+        next->prev = heap;
     return heap;
 }
 
@@ -474,6 +485,8 @@ void hak_heap_set_aligned(struct hak_slab *slab)
 
 /* ---- fork (init.c): every heap held still, the child gives back the rest --- */
 
+/* Every heap's lock, in heap-list (address) order; the heaps lock is held
+ * throughout, so no two threads ever take two heap locks at once. */
 void hak_heaps_fork_prepare(void)
 {
     hak_heaps_lock();
