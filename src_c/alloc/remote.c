@@ -59,8 +59,6 @@ static uintptr_t take_all(struct hak_slab *slab)
  * to the local free list and returns how many. */
 uint32_t hak_remote_drain(struct hak_slab *slab)
 {
-    if (!hak_remote_word_head(atomic_load_explicit(&slab->remote, memory_order_relaxed)))
-        return 0;
     void *head = hak_remote_word_head(take_all(slab));
     if (!head)
         return 0;
