@@ -8,7 +8,9 @@ Runs tests/fork/fork_stress.c: worker threads churn tiny/mid/large blocks, free 
 other's, start and end threads with blocks live, and allocate aligned blocks, while the
 main thread forks; every child checks its heap (hak_heap_check, when the allocator has
 it), allocates, fills, verifies and frees 300 blocks, and exits with a status. The forks
-are split evenly over the scenarios churn, remote, exit, aligned and all.
+are split evenly over the scenarios churn, remote, exit, aligned and all. `misal.` counts
+aligned allocations that missed their alignment (Debian's mimalloc 2.0 has this bug),
+which are not used: they are no fork failure, and the children's are not counted as ok.
 
 Rows: hakmem's own API on the release, asan and tsan builds (`hakmem-<build>`), hakmem
 through the drop-in library (`hakmem-dropin`), and glibc, jemalloc, mimalloc and
@@ -39,8 +41,8 @@ PEERS = {"glibc": None, "jemalloc": LIBDIR / "libjemalloc.so.2",
          "mimalloc": LIBDIR / "libmimalloc.so.2", "tcmalloc": LIBDIR / "libtcmalloc_minimal.so.4"}
 SCENARIOS = ["churn", "remote", "exit", "aligned", "all"]
 LINE = re.compile(r"forks=(\d+) ok=(\d+) check=(\d+) corrupt=(\d+) null=(\d+) crashed=(\d+) "
-                  r"hung=(\d+)")
-KEYS = ("forks", "ok", "check", "corrupt", "null", "crashed", "hung")
+                  r"hung=(\d+) scenario=\S+ misaligned=(\d+)")
+KEYS = ("forks", "ok", "check", "corrupt", "null", "crashed", "hung", "misaligned")
 
 
 def compile_exe(out: Path, b=None) -> Path:
@@ -103,7 +105,7 @@ def main() -> int:
     results = {}
     status = 0
     print(f"{'row':<16}{'forks':>7}{'ok':>7}{'check':>7}{'corrupt':>8}{'null':>6}{'crashed':>8}"
-          f"{'hung':>6}{'s':>8}")
+          f"{'hung':>6}{'misal.':>8}{'s':>8}")
     for name, exe, env, forks in rows:
         if only and name not in only:
             continue
@@ -113,7 +115,8 @@ def main() -> int:
         results[name] = r
         status |= r["ok"] != r["forks"]
         print(f"{name:<16}{r['forks']:>7}{r['ok']:>7}{r['check']:>7}{r['corrupt']:>8}"
-              f"{r['null']:>6}{r['crashed']:>8}{r['hung']:>6}{r['seconds']:>8}", flush=True)
+              f"{r['null']:>6}{r['crashed']:>8}{r['hung']:>6}{r['misaligned']:>8}"
+              f"{r['seconds']:>8}", flush=True)
     (args.out / "fork_bench.json").write_text(json.dumps(results, indent=1))
     return status
 

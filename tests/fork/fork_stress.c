@@ -18,7 +18,8 @@
  * Every child, at once: checks the heap it inherited (hak_heap_check, when
  * the allocator has it), allocates 300 blocks of mixed sizes, fills and
  * verifies them, frees them, checks again and exits 0. A failed check exits
- * 3 with the message on stderr, a bad pattern 4, a NULL 5; a child still
+ * 3 with the message on stderr, a bad pattern 4, a NULL 5, a misaligned
+ * aligned allocation 6 (counted with the parent's); a child still
  * running after 20 s is killed by its own alarm (SIGALRM: "hung").
  *
  * Built two ways: -DFORK_HAK_API links libhakmem.so and calls hak_* (the
@@ -26,7 +27,10 @@
  * hak_heap_check with dlsym, so it runs under any LD_PRELOAD allocator (the
  * bench). Prints one line:
  *   fork_stress: forks=N ok=N check=N corrupt=N null=N crashed=N hung=N scenario=S
- * and exits 0 when every child passed, 1 otherwise.
+ *                misaligned=N
+ * (misaligned: aligned allocations of the parent's threads that missed their
+ * alignment, which are not used) and exits 0 when every child passed and
+ * nothing was misaligned, 1 otherwise.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -64,6 +68,7 @@ static int (*heap_check)(struct hak_heap_report *);
 enum { MAX_WORKERS = 8, BATCH = 48, RING = 256, CHILD_BLOCKS = 300 };
 
 static _Atomic bool stop;
+static _Atomic unsigned misaligned; /* aligned_alloc answers that missed their alignment */
 static uint64_t seed0;
 
 static uint64_t rng(uint64_t *s)
@@ -120,16 +125,23 @@ struct blk {
     size_t n;
 };
 
+static bool no_aligned; /* env FORK_STRESS_NO_ALIGNED: for allocators whose aligned_alloc is broken */
+
 static void *alloc_blk(struct blk *b, uint64_t *s, bool aligned)
 {
+    aligned = aligned && !no_aligned;
     b->n = pick_size(s);
     if (aligned && rng(s) % 3 == 0) {
         size_t al = (size_t)32 << (rng(s) % 8);
         b->n = (b->n + al - 1) / al * al;
         b->p = A_ALIGNED(al, b->n);
         if (b->p && (uintptr_t)b->p % al) {
-            fprintf(stderr, "fork_stress: misaligned %p for %zu\n", (void *)b->p, al);
-            abort();
+            /* Not a fork problem (Debian's mimalloc 2.0 has this bug): counted,
+             * and the block is not used. */
+            atomic_fetch_add(&misaligned, 1);
+            A_FREE(b->p);
+            b->p = NULL;
+            return NULL;
         }
     } else {
         b->p = A_MALLOC(b->n);
@@ -268,7 +280,7 @@ static void child(unsigned fork_no)
     uint64_t s = seed0 + fork_no * 7919 + 3;
     for (unsigned i = 0; i < CHILD_BLOCKS; i++)
         if (!alloc_blk(&blocks[i], &s, i % 5 == 0))
-            _exit(5);
+            _exit(atomic_load(&misaligned) ? 6 : 5);
     for (unsigned i = 0; i < CHILD_BLOCKS; i++) {
         if (!verify(blocks[i].p, blocks[i].n, (uintptr_t)blocks[i].p)) {
             fprintf(stderr, "fork_stress: child %u block %u (%zu B at %p) corrupt\n", fork_no,
@@ -302,6 +314,7 @@ int main(int argc, char **argv)
     scenario = argv[2];
     seed0 = strtoull(argv[3], NULL, 10) | 1;
     unsigned threads = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 3;
+    no_aligned = getenv("FORK_STRESS_NO_ALIGNED") != NULL;
     if (!strcmp(scenario, "all") && threads < 4)
         threads = 4;
     if (threads > MAX_WORKERS)
@@ -333,7 +346,8 @@ int main(int argc, char **argv)
             check += code == 3;
             corrupt += code == 4;
             null += code == 5;
-            crashed += code != 0 && code != 3 && code != 4 && code != 5;
+            misaligned += code == 6;
+            crashed += code != 0 && code != 3 && code != 4 && code != 5 && code != 6;
         } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
             hung++;
         } else {
@@ -344,7 +358,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < threads; i++)
         pthread_join(tids[i], NULL);
     printf("fork_stress: forks=%u ok=%u check=%u corrupt=%u null=%u crashed=%u hung=%u "
-           "scenario=%s\n",
-           forks, ok, check, corrupt, null, crashed, hung, scenario);
-    return ok == forks ? 0 : 1;
+           "scenario=%s misaligned=%u\n",
+           forks, ok, check, corrupt, null, crashed, hung, scenario, atomic_load(&misaligned));
+    return ok == forks && !atomic_load(&misaligned) ? 0 : 1;
 }
