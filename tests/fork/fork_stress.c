@@ -19,7 +19,8 @@
  * the allocator has it), allocates 300 blocks of mixed sizes, fills and
  * verifies them, frees them, checks again and exits 0. A failed check exits
  * 3 with the message on stderr, a bad pattern 4, a NULL 5, a misaligned
- * aligned allocation 6 (counted with the parent's); a child still
+ * aligned allocation 6 (counted with the parent's); every tenth child then
+ * execs /bin/true instead of exiting (7 if exec fails); a child still
  * running after 20 s is killed by its own alarm (SIGALRM: "hung").
  *
  * Built two ways: -DFORK_HAK_API links libhakmem.so and calls hak_* (the
@@ -300,6 +301,10 @@ static void child(unsigned fork_no)
                     r.message);
             _exit(3);
         }
+    }
+    if (fork_no % 10 == 9) { /* a child may exec at once, too */
+        execl("/bin/true", "true", (char *)NULL);
+        _exit(7);
     }
     _exit(0);
 }
