@@ -35,10 +35,8 @@ HAK_API void *hak_aligned_alloc(size_t alignment, size_t size)
     uintptr_t user = (base + alignment - 1) & ~(uintptr_t)(alignment - 1);
     if (user != base) {
         struct hak_slab *slab = hak_slab_in(hak_superslab_of((void *)base), (void *)base);
-        if (!atomic_load_explicit(&slab->has_aligned, memory_order_relaxed)) {
-            atomic_store_explicit(&slab->has_aligned, 1, memory_order_relaxed);
-            hak_slab_publish(slab);
-        }
+        if (!atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
+            hak_heap_set_aligned(slab);
     }
     return (void *)user;
 }

@@ -39,8 +39,10 @@ static void free_not_in_slab(void *ptr)
         if (*(volatile uint64_t *)&guess->magic == HAK_SS_MAGIC)
             return;
     }
-    if (hak_large_free(ptr))
+    if (hak_large_free(ptr)) {
+        hak_purge_kick();
         return;
+    }
     hak_report_misuse("free of a pointer hakmem does not own", ptr);
 }
 

@@ -6,10 +6,18 @@
  * remote free may have refilled it since, so refill rescans it before asking
  * the pool for a new slab). Thread caches hold only blocks of owned slabs.
  *
+ * Every slow path runs under the heap's own lock (internal.h): uncontended,
+ * since only its thread takes it, except when the purge drains an idle heap
+ * or fork_prepare holds every heap still (fork.c) so that the child inherits
+ * no heap in the middle of a change.
+ *
  * A thread that exits flushes its caches, drains its remote lists, returns
  * empty slabs to the pool and leaves the rest on the abandoned lists; the next
- * thread that needs a slab of that class adopts them. Nothing is leaked and no
- * slab ever has two owners.
+ * thread that needs a slab of that class adopts them, and the purge reclaims
+ * those whose blocks all came back. Nothing is leaked and no slab ever has two
+ * owners. A thread that allocates again after its exit (a later thread-local
+ * destructor) is served by the shared exit heap, under that heap's lock: it
+ * never gets a heap of its own again, which no destructor would give back.
  */
 #include <pthread.h>
 #include <string.h>
@@ -20,12 +28,19 @@ HAK_TLS struct hak_heap *hak_tl_heap = &hak_heap_empty;
 struct hak_heap hak_heap_empty = {.free_key = UINT32_MAX};
 struct hak_heap *hak_heaps;
 
-/* heap lock */
+/* Set once this thread's heap destructor has run. */
+static HAK_TLS bool tl_exited;
+
+/* heaps lock */
 static struct hak_heap *free_heaps;
 static uint8_t *heap_arena;
 static size_t heap_arena_left;
 static uint64_t heap_serial;
 static uint32_t heap_ids;
+static struct hak_heap *exit_heap; /* created on first use, never abandoned */
+
+/* abandoned lock; abandoned_count == total length of the lists, updated in
+ * the same critical section as the lists (a fork never sees them disagree) */
 static struct hak_slab_list abandoned[HAK_CLASSES];
 static _Atomic uint64_t abandoned_count;
 
@@ -59,9 +74,46 @@ static struct hak_heap *heap_struct_alloc(void)
     struct hak_heap *h = (struct hak_heap *)heap_arena;
     heap_arena += sz;
     heap_arena_left -= sz;
-    /* A heap keeps its id when recycled; id 0 means "no owner" in unit keys. */
+    /* A heap keeps its id when recycled; id 0 means "no owner" in unit keys.
+     * A recycled heap owns no slab and no unit key names it (abandonment
+     * republishes every key of its slabs first), so its id is free to reuse. */
     h->free_key = ++heap_ids < UINT16_MAX ? heap_ids << HAK_KEY_OWNER_SHIFT : UINT32_MAX;
     return h;
+}
+
+/* A fresh heap on the heap list; heaps lock held. */
+static struct hak_heap *heap_new_locked(void)
+{
+    struct hak_heap *heap = heap_struct_alloc();
+    if (!heap)
+        return NULL;
+    uint32_t free_key = heap->free_key;
+    memset(heap, 0, sizeof *heap);
+    heap->free_key = free_key;
+    pthread_mutex_init(&heap->lock, NULL);
+    void **slot = heap->slots;
+    for (int c = 0; c < HAK_CLASSES; c++) {
+        heap->tc[c].top = heap->tc[c].base = slot;
+        slot += hak_class_tcache_limit[c];
+        heap->tc[c].end = slot;
+    }
+    heap->serial = ++heap_serial;
+    /* The list is kept in address order, the order fork_prepare locks the
+     * heaps in: one fixed order for every fork (a heap never moves). */
+    struct hak_heap *prev = NULL, *next = hak_heaps;
+    while (next && next < heap) {
+        prev = next;
+        next = next->next;
+    }
+    heap->prev = prev;
+    heap->next = next;
+    if (prev)
+        prev->next = heap;
+    else
+        hak_heaps = heap;
+    if (next)
+        next->prev = heap;
+    return heap;
 }
 
 extern pthread_key_t hak_thread_key;
@@ -72,25 +124,11 @@ struct hak_heap *hak_heap_get(void)
     struct hak_heap *heap = hak_tl_heap;
     if (HAK_LIKELY(heap != &hak_heap_empty))
         return heap;
+    if (tl_exited)
+        return NULL;
     hak_ensure_init();
     hak_heaps_lock();
-    heap = heap_struct_alloc();
-    if (heap) {
-        uint32_t free_key = heap->free_key;
-        memset(heap, 0, sizeof *heap);
-        heap->free_key = free_key;
-        void **slot = heap->slots;
-        for (int c = 0; c < HAK_CLASSES; c++) {
-            heap->tc[c].top = heap->tc[c].base = slot;
-            slot += hak_class_tcache_limit[c];
-            heap->tc[c].end = slot;
-        }
-        heap->serial = ++heap_serial;
-        heap->next = hak_heaps;
-        if (hak_heaps)
-            hak_heaps->prev = heap;
-        hak_heaps = heap;
-    }
+    heap = heap_new_locked();
     hak_heaps_unlock();
     if (!heap)
         return NULL;
@@ -134,9 +172,7 @@ static void slab_refilled(struct hak_heap *heap, struct hak_slab *slab)
         slab->full = false;
         hak_list_push(&heap->partial[slab->size_class], slab);
     }
-    uint32_t held = HAK_INJECT_EAGER_RELEASE
-                        ? atomic_load_explicit(&slab->remote_pending, memory_order_relaxed)
-                        : 0;
+    uint32_t held = HAK_INJECT_EAGER_RELEASE ? hak_remote_pending(slab) : 0;
     if (slab->used == held)
         hak_heap_slab_emptied(heap, slab);
 }
@@ -147,30 +183,45 @@ static struct hak_slab *reclaim_full(struct hak_heap *heap, int size_class)
     struct hak_slab *slab = heap->full[size_class].head;
     while (slab) {
         struct hak_slab *next = slab->next;
-        if (atomic_load_explicit(&slab->remote_pending, memory_order_relaxed) &&
-            hak_remote_drain(slab))
+        if (hak_remote_pending(slab) && hak_remote_drain(slab))
             slab_refilled(heap, slab);
         slab = next;
     }
     return heap->partial[size_class].head;
 }
 
+/* One abandoned slab of the class, off its list (NULL: none). */
+static struct hak_slab *abandoned_pop(int size_class)
+{
+    if (!atomic_load_explicit(&abandoned_count, memory_order_relaxed))
+        return NULL;
+    hak_abandoned_lock();
+    struct hak_slab *slab = abandoned[size_class].head;
+    if (slab) {
+        hak_list_remove(&abandoned[size_class], slab);
+        atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+    }
+    hak_abandoned_unlock();
+    return slab;
+}
+
+static void abandoned_push(struct hak_slab *slab)
+{
+    hak_abandoned_lock();
+    hak_list_push(&abandoned[slab->size_class], slab);
+    atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+    hak_abandoned_unlock();
+}
+
 /* Adopts abandoned slabs of a class one at a time, draining each and
  * returning empty ones to the pool, until one can serve a refill (or all of
  * them, for a flush). The slabs of threads that exited together are so spread
  * over the threads that need them, instead of all going to the first one
- * while the others map fresh slabs. */
+ * while the others map fresh slabs. Heap lock held. */
 static void adopt(struct hak_heap *heap, int size_class, bool all)
 {
-    while (atomic_load_explicit(&abandoned_count, memory_order_relaxed)) {
-        hak_heaps_lock();
-        struct hak_slab *slab = abandoned[size_class].head;
-        if (slab)
-            hak_list_remove(&abandoned[size_class], slab);
-        hak_heaps_unlock();
-        if (!slab)
-            return;
-        atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+    struct hak_slab *slab;
+    while ((slab = abandoned_pop(size_class)) != NULL) {
         own_slab(heap, slab);
         hak_remote_drain(slab);
         if (slab->used == 0)
@@ -195,19 +246,14 @@ static struct hak_slab *acquire_slab(struct hak_heap *heap, int size_class)
     return slab;
 }
 
-/* The thread cache of this class is empty: fill it with a batch from owned
- * slabs and return one block of it (still poisoned). NULL when memory is
- * exhausted. */
-void *hak_tcache_refill(struct hak_heap *heap, int size_class)
+/* Fills the empty cache of the class with a batch from owned slabs and
+ * returns one block of it (still poisoned). Heap lock held. */
+static void *refill_locked(struct hak_heap *heap, int size_class)
 {
-    if (heap == &hak_heap_empty) {
-        heap = hak_heap_get();
-        if (!heap)
-            return NULL;
-    }
     struct hak_tcache *tc = &heap->tc[size_class];
     uint32_t want = (uint32_t)(tc->end - tc->base) / 2 + 1;
     struct hak_slab *started = heap->partial[size_class].head;
+    heap->slow_ops++;
     for (;;) {
         struct hak_slab *slab = heap->partial[size_class].head;
         if (!slab)
@@ -231,10 +277,55 @@ void *hak_tcache_refill(struct hak_heap *heap, int size_class)
     }
 }
 
+/* The shared exit heap, created on first use. */
+static struct hak_heap *exit_heap_get(void)
+{
+    hak_heaps_lock();
+    if (!exit_heap)
+        exit_heap = heap_new_locked();
+    struct hak_heap *heap = exit_heap;
+    hak_heaps_unlock();
+    return heap;
+}
+
+/* A block for a thread whose heap is gone (it allocates from a destructor
+ * that ran after hakmem's): from the exit heap, under its lock. Its frees
+ * take the slow path (its heap is the empty one), as remote frees. */
+static void *exit_heap_take(int size_class)
+{
+    struct hak_heap *heap = exit_heap_get();
+    if (!heap)
+        return NULL;
+    hak_heap_lock(heap);
+    struct hak_tcache *tc = &heap->tc[size_class];
+    void *p = tc->top != tc->base ? *--tc->top : refill_locked(heap, size_class);
+    hak_heap_unlock(heap);
+    return p;
+}
+
+/* The thread cache of this class is empty: fill it with a batch from owned
+ * slabs and return one block of it (still poisoned). NULL when memory is
+ * exhausted. */
+void *hak_tcache_refill(struct hak_heap *heap, int size_class)
+{
+    if (heap == &hak_heap_empty) {
+        if (HAK_UNLIKELY(tl_exited))
+            return exit_heap_take(size_class);
+        heap = hak_heap_get();
+        if (!heap)
+            return NULL;
+    }
+    hak_heap_lock(heap);
+    void *p = refill_locked(heap, size_class);
+    hak_heap_unlock(heap);
+    hak_purge_kick();
+    return p;
+}
+
 /* Returns the oldest cached blocks of one class to their slabs until `keep`
  * remain (the newest, likeliest still in cache), linking consecutive blocks
- * of one slab into one chain. */
-void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep)
+ * of one slab into one chain. Heap lock held. */
+static void flush_locked(struct hak_heap *heap, int size_class, uint32_t keep)
 {
     struct hak_tcache *tc = &heap->tc[size_class];
     uint32_t count = hak_tcache_count(tc);
@@ -261,36 +352,55 @@ void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep)
     tc->top = slot + keep;
 }
 
+void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep)
+{
+    hak_heap_lock(heap);
+    flush_locked(heap, size_class, keep);
+    hak_heap_unlock(heap);
+}
+
 /* free() found the cache full: return its older half, then cache `block`. */
 void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block)
 {
     struct hak_tcache *tc = &heap->tc[size_class];
-    hak_tcache_flush(heap, size_class, (uint32_t)(tc->end - tc->base) / 2);
+    hak_heap_lock(heap);
+    heap->slow_ops++;
+    flush_locked(heap, size_class, (uint32_t)(tc->end - tc->base) / 2);
     *tc->top++ = block;
+    hak_heap_unlock(heap);
+    hak_purge_kick();
 }
 
 /* Drains every owned slab, moving refilled ones to partial and releasing
- * empty ones, including the one hak_heap_slab_emptied would keep. */
-static void drain_owned(struct hak_heap *heap, int size_class)
+ * empty ones, including the one hak_heap_slab_emptied would keep. Returns
+ * how many it released. Heap lock held. */
+static uint64_t drain_owned(struct hak_heap *heap, int size_class)
 {
+    uint64_t released = 0;
     reclaim_full(heap, size_class);
     struct hak_slab *slab = heap->partial[size_class].head;
     while (slab) {
         struct hak_slab *next = slab->next;
         hak_remote_drain(slab);
-        if (slab->used == 0)
+        if (slab->used == 0) {
             release_slab(heap, slab);
+            released++;
+        }
         slab = next;
     }
+    return released;
 }
 
 void hak_heap_flush_all(struct hak_heap *heap)
 {
+    hak_heap_lock(heap);
+    heap->slow_ops++;
     for (int c = 0; c < HAK_CLASSES; c++) {
-        hak_tcache_flush(heap, c, 0);
+        flush_locked(heap, c, 0);
         adopt(heap, c, true);
         drain_owned(heap, c);
     }
+    hak_heap_unlock(heap);
 }
 
 static void abandon_list(struct hak_slab_list *list)
@@ -302,25 +412,26 @@ static void abandon_list(struct hak_slab_list *list)
         slab->full = false;
         atomic_store_explicit(&slab->owner, NULL, memory_order_release);
         hak_slab_publish(slab);
-        hak_heaps_lock();
-        hak_list_push(&abandoned[slab->size_class], slab);
-        hak_heaps_unlock();
-        atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+        abandoned_push(slab);
+        hak_purge_note();
         slab = next;
     }
 }
 
-/* The heap's thread is gone (thread exit, or the other threads of a fork
- * parent): give everything back and recycle the heap. */
-void hak_heap_abandon(struct hak_heap *heap)
+/* Gives back everything a heap holds (its caches flushed, its slabs drained,
+ * the empty ones returned, the rest abandoned). Heap lock held. */
+static void abandon_locked(struct hak_heap *heap)
 {
     for (int c = 0; c < HAK_CLASSES; c++) {
-        hak_tcache_flush(heap, c, 0);
+        flush_locked(heap, c, 0);
         drain_owned(heap, c);
         abandon_list(&heap->partial[c]);
         abandon_list(&heap->full[c]);
     }
-    hak_heaps_lock();
+}
+
+static void heap_unlink_locked(struct hak_heap *heap)
+{
     if (heap->prev)
         heap->prev->next = heap->next;
     else
@@ -328,18 +439,190 @@ void hak_heap_abandon(struct hak_heap *heap)
     if (heap->next)
         heap->next->prev = heap->prev;
     heap->next = free_heaps;
+    heap->prev = NULL;
     free_heaps = heap;
+}
+
+/* The heap's thread is gone: give everything back and recycle the heap. Its
+ * own lock first, then (released, as the lock order wants) the heaps lock to
+ * unlink it; a fork in between copies an empty heap, which the child abandons
+ * again at no cost. */
+void hak_heap_abandon(struct hak_heap *heap)
+{
+    hak_heap_lock(heap);
+    abandon_locked(heap);
+    hak_heap_unlock(heap);
+    hak_heaps_lock();
+    heap_unlink_locked(heap);
     hak_heaps_unlock();
 }
 
 /* pthread key destructor. The thread may still allocate after this (other
- * destructors): it then gets a fresh heap, abandoned again on the next pass. */
+ * destructors): it is then served by the exit heap, never by a heap of its
+ * own (a heap created in the last destructor round would never be given
+ * back). */
 void hak_heap_thread_exit(void *arg)
 {
     struct hak_heap *heap = arg;
     hak_tl_heap = &hak_heap_empty;
+    tl_exited = true;
     if (heap && heap != &hak_heap_empty)
         hak_heap_abandon(heap);
+}
+
+/* An aligned interior pointer was handed out of `slab`: mark it, under its
+ * owner's lock (the owner is the caller's heap, or the exit heap). */
+void hak_heap_set_aligned(struct hak_slab *slab)
+{
+    struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
+    if (owner)
+        hak_heap_lock(owner);
+    atomic_store_explicit(&slab->has_aligned, 1, memory_order_relaxed);
+    hak_slab_publish(slab);
+    if (owner)
+        hak_heap_unlock(owner);
+}
+
+/* ---- fork (init.c): every heap held still, the child gives back the rest --- */
+
+/* Every heap's lock, in heap-list (address) order; the heaps lock is held
+ * throughout, so no two threads ever take two heap locks at once. */
+void hak_heaps_fork_prepare(void)
+{
+    hak_heaps_lock();
+    if (!HAK_INJECT_FORK_UNLOCKED)
+        for (struct hak_heap *h = hak_heaps; h; h = h->next)
+            hak_heap_lock(h);
+    hak_abandoned_lock();
+}
+
+void hak_heaps_fork_parent(void)
+{
+    hak_abandoned_unlock();
+    if (!HAK_INJECT_FORK_UNLOCKED)
+        for (struct hak_heap *h = hak_heaps; h; h = h->next)
+            hak_heap_unlock(h);
+    hak_heaps_unlock();
+}
+
+/* In the child, only the forking thread exists. Every other thread's heap
+ * was held still by fork_prepare, so each is consistent: its caches, lists
+ * and slabs are given back exactly as at its thread's exit (blocks it had
+ * handed out stay live: the child may still free them), and the heap is
+ * recycled with its id, which no unit key names any more. The exit heap
+ * stays: it belongs to no thread. */
+void hak_heaps_fork_child(void)
+{
+    hak_abandoned_unlock();
+    struct hak_heap *self = hak_tl_heap;
+    if (!HAK_INJECT_FORK_UNLOCKED)
+        for (struct hak_heap *h = hak_heaps; h; h = h->next)
+            hak_heap_unlock(h);
+    struct hak_heap *heap = hak_heaps;
+    while (heap) {
+        struct hak_heap *next = heap->next;
+        if (heap != self && heap != exit_heap) {
+            /* The seeded bug walks the heap without its lock, as the old
+             * code did: a dead thread may have held it mid-change. */
+            if (!HAK_INJECT_FORK_UNLOCKED)
+                hak_heap_lock(heap);
+            abandon_locked(heap);
+            if (!HAK_INJECT_FORK_UNLOCKED)
+                hak_heap_unlock(heap);
+            heap_unlink_locked(heap);
+        }
+        heap = next;
+    }
+    hak_heaps_unlock();
+}
+
+/* ---- purge (purge.c) ---- */
+
+/* Drains every abandoned slab (taken off its list, so held exclusively) and
+ * returns those whose blocks all came back. Abandoned lock only around the
+ * list moves. */
+static uint64_t reclaim_abandoned(void)
+{
+    uint64_t released = 0;
+    for (int c = 0; c < HAK_CLASSES; c++) {
+        if (!atomic_load_explicit(&abandoned_count, memory_order_relaxed))
+            break;
+        hak_abandoned_lock();
+        struct hak_slab *slab = abandoned[c].head;
+        uint64_t n = 0;
+        for (struct hak_slab *s = slab; s; s = s->next)
+            n++;
+        abandoned[c].head = NULL;
+        atomic_fetch_sub_explicit(&abandoned_count, n, memory_order_relaxed);
+        hak_abandoned_unlock();
+        struct hak_slab_list keep = {NULL};
+        uint64_t kept = 0;
+        while (slab) {
+            struct hak_slab *next = slab->next;
+            hak_remote_drain(slab);
+            if (slab->used == 0) {
+                hak_pool_return_slab(slab);
+                released++;
+            } else {
+                hak_list_push(&keep, slab);
+                kept++;
+            }
+            slab = next;
+        }
+        if (keep.head) {
+            hak_abandoned_lock();
+            while ((slab = keep.head) != NULL) {
+                hak_list_remove(&keep, slab);
+                hak_list_push(&abandoned[c], slab);
+            }
+            atomic_fetch_add_explicit(&abandoned_count, kept, memory_order_relaxed);
+            hak_abandoned_unlock();
+        }
+    }
+    return released;
+}
+
+/* Any slab of the heap with remote frees pending? Heap lock held. */
+static bool heap_has_pending(const struct hak_heap *heap)
+{
+    for (int c = 0; c < HAK_CLASSES; c++)
+        for (int list = 0; list < 2; list++)
+            for (struct hak_slab *s = list ? heap->full[c].head : heap->partial[c].head; s;
+                 s = s->next)
+                if (hak_remote_pending(s))
+                    return true;
+    return false;
+}
+
+bool hak_heaps_purge(bool all)
+{
+    bool more = false;
+    for (struct hak_heap *h = hak_heaps; h; h = h->next) {
+        if (all) {
+            hak_heap_lock(h);
+        } else if (pthread_mutex_trylock(&h->lock) != 0) {
+            more = true; /* busy: look again next pass */
+            continue;
+        }
+        /* Idle: no slow path since the last look. An active owner drains its
+         * own slabs; an idle one's remote frees and empty slabs are the
+         * purge's to give back. An active heap with remote frees pending is
+         * looked at again next pass, in case it goes idle. */
+        bool idle = h->slow_ops == h->purge_seen;
+        h->purge_seen = h->slow_ops;
+        if (all || idle) {
+            for (int c = 0; c < HAK_CLASSES; c++) {
+                if (HAK_INJECT_EARLY_PURGE)
+                    hak_purge_inject_early(h, c);
+                drain_owned(h, c);
+            }
+        } else if (heap_has_pending(h)) {
+            more = true;
+        }
+        hak_heap_unlock(h);
+    }
+    reclaim_abandoned();
+    return more;
 }
 
 uint64_t hak_abandoned_count(void)

@@ -148,9 +148,9 @@ static uint64_t check_slab(struct walk *w, struct hak_superslab *ss, unsigned fi
              slab->carved, slab->capacity);
     memset(w->seen, 0, sizeof w->seen);
     uint32_t nfree = walk_chain(w, slab, slab->free, "the local free list");
-    void *remote = atomic_load_explicit(&slab->remote_head, memory_order_acquire);
-    uint32_t nremote = walk_chain(w, slab, remote, "the remote list");
-    uint32_t pending = atomic_load_explicit(&slab->remote_pending, memory_order_relaxed);
+    uintptr_t word = atomic_load_explicit(&slab->remote, memory_order_acquire);
+    uint32_t nremote = walk_chain(w, slab, hak_remote_word_head(word), "the remote list");
+    uint32_t pending = hak_remote_word_count(word);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
     if (owner && heap_alive(owner))
         walk_cache(w, slab, &owner->tc[c]);
@@ -245,16 +245,38 @@ static void check_thread_cache(struct walk *w, struct hak_heap *heap, int c)
     }
 }
 
+/* abandoned_count == the abandoned lists' total length, and every slab on
+ * them is in use and ownerless (heap.c updates both in one critical
+ * section). Abandoned lock held. */
+static void check_abandoned(struct walk *w)
+{
+    uint64_t n = 0;
+    for (int c = 0; c < HAK_CLASSES; c++)
+        for (struct hak_slab *s = hak_abandoned_head(c); s && n <= (1u << 24); s = s->next) {
+            n++;
+            if (!s->units || s->size_class != c ||
+                atomic_load_explicit(&s->owner, memory_order_relaxed))
+                fail(w, s->start, "abandoned slab %#lx (list of class %d): not in use, of "
+                     "class %d, or owned", (unsigned long)s->start, c, s->size_class);
+        }
+    if (n != hak_abandoned_count())
+        fail(w, 0, "abandoned lists hold %llu slabs, abandoned_count says %llu",
+             (unsigned long long)n, (unsigned long long)hak_abandoned_count());
+}
+
 HAK_API int hak_heap_check(struct hak_heap_report *report)
 {
     struct walk *w = &(struct walk){.r = report};
     memset(report, 0, sizeof *report);
     report->ok = 1;
     hak_heaps_lock();
+    hak_abandoned_lock();
     hak_pool_lock();
     for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next)
         check_superslab(w, ss);
     hak_pool_unlock();
+    check_abandoned(w);
+    hak_abandoned_unlock();
     for (struct hak_heap *h = hak_heaps; h; h = h->next)
         for (int c = 0; c < HAK_CLASSES; c++)
             check_thread_cache(w, h, c);

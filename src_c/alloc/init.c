@@ -5,9 +5,16 @@
  * into itself while it starts. pthread_atfork is registered last, after the
  * allocator is usable, because it may allocate.
  *
- * fork(): the parent takes every global lock around the fork so the child
- * never inherits a lock held by a thread that does not exist there; the child
- * then abandons the heaps of those threads, so their slabs get adopted.
+ * fork(): the parent takes every lock around the fork, every thread heap's
+ * own lock included, so no thread is inside a slow path (refill, flush, slab
+ * list moves, adoption, abandonment) when the address space is copied and
+ * the child never inherits a lock held by a thread that does not exist
+ * there. The fast paths take no lock: a push or pop of a thread cache is one
+ * slot store then one top store, and a remote free one CAS (its count in the
+ * same word), so a copy taken between any two instructions is consistent.
+ * The child then gives back the heaps of the other threads exactly as their
+ * thread exits would have (heap.c), and starts its own purge thread when it
+ * needs one (purge.c). It may allocate, free and exec at once.
  */
 #include <pthread.h>
 
@@ -19,28 +26,26 @@ static pthread_mutex_t init_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static void fork_prepare(void)
 {
-    hak_heaps_lock();
+    hak_heaps_fork_prepare(); /* heaps, every heap, abandoned */
     hak_pool_lock();
     hak_large_lock();
+    hak_purge_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    hak_purge_fork_parent();
     hak_large_unlock();
     hak_pool_unlock();
-    hak_heaps_unlock();
+    hak_heaps_fork_parent();
 }
 
 static void fork_child(void)
 {
-    fork_parent();
-    struct hak_heap *heap = hak_heaps;
-    while (heap) {
-        struct hak_heap *next = heap->next;
-        if (heap != hak_tl_heap)
-            hak_heap_abandon(heap);
-        heap = next;
-    }
+    hak_purge_fork_child();
+    hak_large_unlock();
+    hak_pool_unlock();
+    hak_heaps_fork_child();
 }
 
 void hak_init_slow(void)
@@ -48,6 +53,7 @@ void hak_init_slow(void)
     pthread_mutex_lock(&init_mutex);
     if (!atomic_load_explicit(&hak_initialised, memory_order_relaxed)) {
         pthread_key_create(&hak_thread_key, hak_heap_thread_exit);
+        hak_purge_init();
         atomic_store_explicit(&hak_initialised, 1, memory_order_release);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
     }

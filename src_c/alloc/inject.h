@@ -77,4 +77,29 @@
 #define HAK_INJECT_DRAIN_COUNTER 0
 #endif
 
+/* fork_unlocked (heap.c): fork_prepare takes only the global locks, not each
+ * thread heap's own lock, and the child gives back the other threads' heaps
+ * without their locks: the fork bug hakmem shipped until issue 13. A thread
+ * inside a slow path (a cache flush half done, a slab between two lists, an
+ * adoption) when another thread forks leaves the child a half-updated heap,
+ * which it flushes and abandons again. Seen by: the fork stress test
+ * (tests/fork/fork_stress.c: children fail hak_heap_check -- a block free
+ * twice, a slab on no list, a cached block of a slab it does not own -- or
+ * crash, or deadlock on a heap lock a dead thread held), fork:heap_check once
+ * the program fork op exists. */
+#ifndef HAK_INJECT_FORK_UNLOCKED
+#define HAK_INJECT_FORK_UNLOCKED 0
+#endif
+
+/* early_purge (purge.c, heap.c): the purge takes a slab of an idle heap
+ * whose used blocks are all pending on its remote list for an empty one and
+ * returns its pages (madvise DONTNEED) before draining it: the pending
+ * blocks' links read back as zero, the drain keeps only the first, and the
+ * others are lost for good (counted used forever). Seen by: counters / leak
+ * (live blocks that nobody holds), tests/test_purge.py's seeded check; under
+ * ASan nothing (the pages are still mapped). */
+#ifndef HAK_INJECT_EARLY_PURGE
+#define HAK_INJECT_EARLY_PURGE 0
+#endif
+
 #endif

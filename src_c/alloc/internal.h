@@ -25,6 +25,7 @@
 #ifndef HAKMEM_INTERNAL_H
 #define HAKMEM_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,8 +74,12 @@ struct hak_superslab;
  *   used + free_len == carved           a carved block is on the local free
  *                                       list, or it is "used": held by a caller,
  *                                       on a thread cache, or on the remote list
- *   remote_pending == |remote list|     at quiescent points; pushers count
- *                                       before they publish the block
+ *   remote_pending == |remote list|     always: the count is packed into the
+ *                                       same word as the list head (bits
+ *                                       48-63) and changes in the push's CAS
+ *                                       and the drain's exchange, so no
+ *                                       moment (a fork included) sees them
+ *                                       disagree
  *   remote_pending <= used
  * Per superslab:
  *   active == sum of used over its slabs (updated in the same batch as used)
@@ -103,8 +108,7 @@ struct hak_slab {
     bool full;              /* on the heap's full list, not its partial list */
     /* shared */
     _Atomic(struct hak_heap *) owner;   /* NULL: abandoned */
-    _Atomic(void *) remote_head;
-    _Atomic uint32_t remote_pending;
+    _Atomic uintptr_t remote;           /* remote list: count << 48 | head */
     /* list links: the owner's partial/full list, or the abandoned list */
     struct hak_slab *next;
     struct hak_slab *prev;
@@ -117,11 +121,37 @@ struct hak_superslab {
     struct hak_superslab *prev;
     _Atomic uint64_t active;
     uint32_t free_units;            /* pool lock */
+    uint32_t dirty_units;           /* pool lock: free units whose pages may be
+                                     * resident (a bit per unit; purge.c) */
+    uint64_t dirty_ms;              /* pool lock: 0, then when a purge pass first
+                                     * saw dirty units (or the superslab cached) */
     bool cached;                    /* empty and parked in the superslab cache */
     uint8_t unit_slab[HAK_UNITS];   /* first unit of the slab covering a unit */
     /* then, at its colour's offset (hak_ss_slabs), the HAK_UNITS slab descriptors */
 };
 _Static_assert(sizeof(struct hak_slab) == 128, "descriptor index is a shift");
+
+/* The remote list word: user addresses fit in 48 bits, and a slab holds at
+ * most 64 KiB * 8 / 16 = 32768 blocks, so the length fits in the top 16. */
+enum { HAK_REMOTE_COUNT_SHIFT = 48 };
+#define HAK_REMOTE_PTR_MASK (((uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT) - 1)
+
+static inline void *hak_remote_word_head(uintptr_t word)
+{
+    return (void *)(word & HAK_REMOTE_PTR_MASK);
+}
+
+static inline uint32_t hak_remote_word_count(uintptr_t word)
+{
+    return (uint32_t)(word >> HAK_REMOTE_COUNT_SHIFT);
+}
+
+/* remote_pending: blocks on the slab's remote list, read in one load. */
+static inline uint32_t hak_remote_pending(const struct hak_slab *slab)
+{
+    return hak_remote_word_count(
+        atomic_load_explicit(&((struct hak_slab *)slab)->remote, memory_order_relaxed));
+}
 
 /* After the superslab header, at an offset that depends on the superslab's
  * address (its colour: address bits 21-25, in steps of the key array's size),
@@ -218,8 +248,17 @@ struct hak_heap {
     struct hak_slab_list partial[HAK_CLASSES]; /* may have free blocks; head is current */
     struct hak_slab_list full[HAK_CLASSES];    /* had none at last look */
     uint64_t serial;
-    struct hak_heap *next;  /* heap list (heap lock) */
+    struct hak_heap *next;  /* heap list (heaps lock) */
     struct hak_heap *prev;
+    /* Held by the owning thread around every slow path that changes the heap's
+     * lists, its slabs' owner-only fields or its caches' contents beyond one
+     * push or pop (refill, flush, adoption, abandonment); by the purge when it
+     * drains an idle heap; and by fork_prepare for every heap, so a fork never
+     * copies a heap in the middle of such a change. The fast paths (one push
+     * or pop) take no lock: each is one slot store and one top store. */
+    pthread_mutex_t lock;
+    uint64_t slow_ops;      /* slow paths run (under lock): the purge's idle test */
+    uint64_t purge_seen;    /* slow_ops when the purge last looked (purge only) */
     void *slots[];          /* every class's cache: tc[c].base .. tc[c].end */
 };
 _Static_assert(offsetof(struct hak_heap, tc) == 0 &&
@@ -337,17 +376,34 @@ void *hak_os_map_aligned(size_t size, size_t align);
 void hak_os_unmap(void *p, size_t size);
 void *hak_os_remap(void *p, size_t old_size, size_t new_size);
 
-/* ---- locks.c: the global locks, taken in this order ---- */
+/* ---- locks.c: the locks, taken in this order: heaps, one heap's lock (all of
+ * them, in heap-list order, only in fork_prepare), abandoned, pool, large. A
+ * thread holding its heap's lock never takes the heaps lock. ---- */
 void hak_pool_lock(void);
 void hak_pool_unlock(void);
 void hak_heaps_lock(void);
 void hak_heaps_unlock(void);
+void hak_abandoned_lock(void);
+void hak_abandoned_unlock(void);
+
+static inline void hak_heap_lock(struct hak_heap *heap)
+{
+    pthread_mutex_lock(&heap->lock);
+}
+
+static inline void hak_heap_unlock(struct hak_heap *heap)
+{
+    pthread_mutex_unlock(&heap->lock);
+}
 
 /* ---- superslab.c: the shared slab pool ---- */
 struct hak_slab *hak_pool_take_slab(int size_class);
 void hak_pool_return_slab(struct hak_slab *slab);
 extern struct hak_superslab *hak_superslabs;  /* pool lock */
 void hak_pool_stats(uint64_t *mapped, uint64_t *cached);
+/* Gives back free units dirty for `delay` ms (madvise) and empty superslabs
+ * cached that long (munmap); true if some are left for later. */
+bool hak_pool_purge(uint64_t now, uint64_t delay);
 
 /* ---- slab.c ---- */
 void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned first_unit,
@@ -375,6 +431,15 @@ void hak_heap_slab_emptied(struct hak_heap *heap, struct hak_slab *slab);
 void hak_heap_thread_exit(void *heap);
 uint64_t hak_abandoned_count(void);
 struct hak_slab *hak_abandoned_head(int size_class);
+void hak_heap_set_aligned(struct hak_slab *slab);
+void hak_heaps_fork_prepare(void);
+void hak_heaps_fork_parent(void);
+void hak_heaps_fork_child(void);
+/* The purge's work on heaps (heaps lock held by the caller): drain and release
+ * the empty slabs of idle heaps (every heap when `all`), and reclaim
+ * abandoned slabs whose blocks all came back. True when a heap should be
+ * looked at again (busy, or active with remote frees pending). */
+bool hak_heaps_purge(bool all);
 
 static inline void hak_list_push(struct hak_slab_list *list, struct hak_slab *slab)
 {
@@ -406,6 +471,28 @@ void hak_large_stats(uint64_t *live, uint64_t *bytes, uint64_t *cached);
 int hak_large_check(char *msg, size_t cap, uintptr_t *where);
 void hak_large_lock(void);
 void hak_large_unlock(void);
+/* Unmaps cached large mappings unused for `delay` ms; true if some are left. */
+bool hak_large_purge(uint64_t now, uint64_t delay);
+
+/* ---- purge.c: memory return with a bounded delay ---- */
+uint64_t hak_now_ms(void);
+uint64_t hak_decay_ms(void);
+void hak_purge_init(void);
+void hak_purge_note(void);
+void hak_purge_kick_slow(void);
+void hak_purge_fork_prepare(void);
+void hak_purge_fork_parent(void);
+void hak_purge_fork_child(void);
+void hak_purge_inject_early(struct hak_heap *heap, int size_class);
+extern _Atomic bool hak_purge_kick_flag;
+
+/* Called by slow paths once their locks are released: starts or wakes the
+ * purge thread when an event left something to give back. One load. */
+static inline void hak_purge_kick(void)
+{
+    if (HAK_UNLIKELY(atomic_load_explicit(&hak_purge_kick_flag, memory_order_relaxed)))
+        hak_purge_kick_slow();
+}
 
 /* ---- init.c ---- */
 extern _Atomic int hak_initialised;
@@ -446,6 +533,10 @@ static inline void hak_cache_push(struct hak_heap *heap, struct hak_tcache *tc, 
     void **top = tc->top;
     if (HAK_LIKELY(top != tc->end)) {
         *top = base;
+        /* The slot before the count: a fork() copying this thread's heap
+         * mid-push must not see top past a slot not yet written. Compiler
+         * barrier only (x86 keeps store order); no instruction. */
+        atomic_signal_fence(memory_order_release);
         tc->top = top + 1;
         return;
     }

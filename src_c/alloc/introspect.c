@@ -23,8 +23,8 @@ static int carved_state(const struct hak_slab *slab, uintptr_t base)
             return HAK_STATE_THREAD_CACHE;
     if (hak_chain_holds(slab->free, (void *)base, slab->free_len))
         return HAK_STATE_SLAB_FREE;
-    void *remote = atomic_load_explicit(&((struct hak_slab *)slab)->remote_head,
-                                        memory_order_acquire);
+    void *remote = hak_remote_word_head(
+        atomic_load_explicit(&((struct hak_slab *)slab)->remote, memory_order_acquire));
     if (hak_chain_holds(remote, (void *)base, slab->capacity))
         return HAK_STATE_REMOTE;
     return HAK_STATE_LIVE;
@@ -112,8 +112,7 @@ HAK_API void hak_counters_snapshot(struct hak_counters *out)
             k->carved += slab->carved;
             k->used += slab->used;
             k->free_list += slab->free_len;
-            k->remote_pending += atomic_load_explicit(&slab->remote_pending,
-                                                      memory_order_relaxed);
+            k->remote_pending += hak_remote_pending(slab);
         }
     }
     hak_pool_stats(&out->superslabs, &out->superslabs_cached);

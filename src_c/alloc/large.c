@@ -48,6 +48,7 @@ struct large_entry {
 struct cached_map {
     uintptr_t base;
     size_t size;
+    uint64_t since_ms; /* 0, then when a purge pass first saw it cached (purge.c) */
 };
 
 static pthread_mutex_t large_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -146,7 +147,7 @@ static bool cache_take(size_t need, struct cached_map *out)
             hak_os_unmap((void *)m.base, m.size);
             return false;
         }
-        m = (struct cached_map){(uintptr_t)moved, need};
+        m = (struct cached_map){(uintptr_t)moved, need, 0};
     }
     *out = m;
     return true;
@@ -165,8 +166,33 @@ static void cache_put(uintptr_t base, size_t size)
         memmove(cache, cache + 1, --cache_count * sizeof cache[0]);
     }
     hak_poison((void *)base, size);
-    cache[cache_count++] = (struct cached_map){base, size};
+    cache[cache_count++] = (struct cached_map){base, size, 0}; /* the purge stamps it */
     cache_bytes += size;
+    hak_purge_note();
+}
+
+bool hak_large_purge(uint64_t now, uint64_t delay)
+{
+    bool more = false;
+    hak_large_lock();
+    for (unsigned i = 0; i < cache_count;) {
+        /* Entries are stamped by the first pass that sees them (no clock on
+         * the free path), so one goes after between one and two delays. */
+        if (!cache[i].since_ms && delay) {
+            cache[i].since_ms = now;
+            more = true;
+            i++;
+        } else if (!delay || now - cache[i].since_ms >= delay) {
+            hak_os_unmap((void *)cache[i].base, cache[i].size);
+            cache_bytes -= cache[i].size;
+            memmove(cache + i, cache + i + 1, (--cache_count - i) * sizeof cache[0]);
+        } else {
+            more = true;
+            i++;
+        }
+    }
+    hak_large_unlock();
+    return more;
 }
 
 static void write_header(uintptr_t user, uintptr_t map_base, size_t map_size)
@@ -209,6 +235,9 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
     uintptr_t user = 0;
     if (m.base) {
         user = (m.base + HAK_LARGE_HEADER + align - 1) & ~(uintptr_t)(align - 1);
+        /* The header before the entry, both under the lock: a fork() copies
+         * either neither or both. */
+        write_header(user, m.base, m.size);
         if (table_insert((struct large_entry){user, m.base, m.size})) {
             live_count++;
             live_bytes += m.size;
@@ -222,7 +251,6 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    write_header(user, m.base, m.size);
     hak_unpoison((void *)user, m.base + m.size - user);
     if (zero && reused)
         memset((void *)user, 0, m.base + m.size - user);
@@ -294,10 +322,10 @@ void *hak_large_realloc(void *user, size_t size)
         if (moved) {
             table_remove(e);
             uintptr_t nuser = (uintptr_t)moved + HAK_LARGE_HEADER;
+            write_header(nuser, (uintptr_t)moved, span);
             table_insert((struct large_entry){nuser, (uintptr_t)moved, span});
             live_bytes += span - map_size;
             hak_large_unlock();
-            write_header(nuser, (uintptr_t)moved, span);
             hak_unpoison((void *)nuser, span - HAK_LARGE_HEADER);
             return (void *)nuser;
         }

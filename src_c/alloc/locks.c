@@ -1,15 +1,22 @@
-/* The global locks. Order: heaps, then pool, then large. None is taken on a
- * fast path: the pool lock guards slab hand-out and return, the heap lock the
- * list of thread heaps and the abandoned slabs, the large lock (large.c) the
- * table of large blocks. fork() takes them all (init.c). */
+/* The global locks. Order: heaps, then one heap's own lock (struct hak_heap;
+ * fork_prepare alone takes all of them, in heap-list order), then abandoned,
+ * pool, large. None is taken on a fast path: the heaps lock guards the list
+ * of thread heaps and their ids, the abandoned lock the abandoned slab lists,
+ * the pool lock slab hand-out and return, the large lock (large.c) the table
+ * of large blocks. A thread holding its heap's lock never takes the heaps
+ * lock, so fork_prepare (heaps, then every heap) cannot deadlock with it.
+ * fork() takes them all (init.c). */
 #include <pthread.h>
 
 #include "internal.h"
 
 static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t heaps_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t abandoned_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 void hak_pool_lock(void) { pthread_mutex_lock(&pool_mutex); }
 void hak_pool_unlock(void) { pthread_mutex_unlock(&pool_mutex); }
 void hak_heaps_lock(void) { pthread_mutex_lock(&heaps_mutex); }
 void hak_heaps_unlock(void) { pthread_mutex_unlock(&heaps_mutex); }
+void hak_abandoned_lock(void) { pthread_mutex_lock(&abandoned_mutex); }
+void hak_abandoned_unlock(void) { pthread_mutex_unlock(&abandoned_mutex); }

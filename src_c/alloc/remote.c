@@ -5,34 +5,61 @@
  * one exchange and moves it to its local free list, so there is no pop and no
  * ABA. The block stays counted in `used` until the owner drains it.
  *
- * remote_pending is incremented BEFORE the block is published: once published
- * the owner may drain it, find the slab empty and hand the slab back to the
- * pool, so the push must be the pusher's last touch of the slab.
+ * The stack's length (remote_pending) lives in the top 16 bits of the same
+ * word as its head (internal.h), so the push's CAS is at once the count's
+ * increment and the block's publication, and the drain's exchange takes both
+ * back: no instant, a fork() included, sees the count disagree with the list.
+ * The CAS is the pusher's last touch of the slab (once published, the owner
+ * may drain the block, find the slab empty and hand it back to the pool).
  */
 #include "internal.h"
 
 void hak_remote_push(struct hak_slab *slab, void *block)
 {
-    atomic_fetch_add_explicit(&slab->remote_pending, 1, memory_order_relaxed);
+    const uintptr_t one = (uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT;
     if (HAK_INJECT_REMOTE_PLAIN_PUSH) {
-        void **plain = (void **)&slab->remote_head;
-        hak_next_set(block, *plain);
-        *plain = block;
+        uintptr_t *plain = (uintptr_t *)&slab->remote;
+        hak_next_set(block, hak_remote_word_head(*plain));
+        *plain = ((*plain & ~HAK_REMOTE_PTR_MASK) + one) | (uintptr_t)block;
         return;
     }
-    void *head = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);
+    uintptr_t word = atomic_load_explicit(&slab->remote, memory_order_relaxed);
     do {
-        hak_next_set(block, head);
-    } while (!atomic_compare_exchange_weak_explicit(&slab->remote_head, &head, block,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+        hak_next_set(block, hak_remote_word_head(word));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &slab->remote, &word, (word & ~HAK_REMOTE_PTR_MASK) + one + (uintptr_t)block,
+        memory_order_release, memory_order_relaxed));
+    /* The slab's first pending block: if its owner stays idle, the purge
+     * drains it (purge.c). Only globals are touched after the CAS, and no lock
+     * is held here (hak_free is the only caller), so the purge thread may be
+     * kicked. */
+    if (HAK_UNLIKELY(!word)) {
+        hak_purge_note();
+        hak_purge_kick();
+    }
 }
 
-/* Owner only. Moves every pending remote block to the local free list and
- * returns how many. */
+/* Takes the whole remote list (its count goes with it). */
+static uintptr_t take_all(struct hak_slab *slab)
+{
+    if (!HAK_INJECT_DRAIN_COUNTER)
+        return atomic_exchange_explicit(&slab->remote, 0, memory_order_acquire);
+    /* The seeded bug: the list goes, its count stays. */
+    uintptr_t word = atomic_load_explicit(&slab->remote, memory_order_relaxed);
+    while (hak_remote_word_head(word) &&
+           !atomic_compare_exchange_weak_explicit(&slab->remote, &word,
+                                                  word & ~HAK_REMOTE_PTR_MASK,
+                                                  memory_order_acquire, memory_order_relaxed))
+        ;
+    return word;
+}
+
+/* Owner only (or whoever holds the slab exclusively: its owner heap's lock,
+ * or an abandoned slab taken off its list). Moves every pending remote block
+ * to the local free list and returns how many. */
 uint32_t hak_remote_drain(struct hak_slab *slab)
 {
-    void *head = atomic_exchange_explicit(&slab->remote_head, NULL, memory_order_acquire);
+    void *head = hak_remote_word_head(take_all(slab));
     if (!head)
         return 0;
     uint32_t n = 1;
@@ -47,8 +74,6 @@ uint32_t hak_remote_drain(struct hak_slab *slab)
         }
         n++;
     }
-    if (!HAK_INJECT_DRAIN_COUNTER)
-        atomic_fetch_sub_explicit(&slab->remote_pending, n, memory_order_relaxed);
     hak_slab_put_chain(slab, head, tail, n);
     return n;
 }

@@ -27,8 +27,7 @@ void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned f
     atomic_store_explicit(&slab->has_aligned, 0, memory_order_relaxed);
     slab->full = false;
     atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
-    atomic_store_explicit(&slab->remote_head, NULL, memory_order_relaxed);
-    atomic_store_explicit(&slab->remote_pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&slab->remote, 0, memory_order_relaxed);
     slab->next = slab->prev = NULL;
     slab->ss = ss;
 }
@@ -69,7 +68,7 @@ static uint32_t take_free(struct hak_slab *slab, uint32_t want, void **out)
  * region. Returns n. */
 uint32_t hak_slab_take(struct hak_slab *slab, uint32_t want, void **out)
 {
-    if (!slab->free && atomic_load_explicit(&slab->remote_pending, memory_order_relaxed))
+    if (!slab->free && hak_remote_pending(slab))
         hak_remote_drain(slab);
     uint32_t from_free = take_free(slab, want, out);
     uint32_t n = from_free + carve(slab, want - from_free, out + from_free);

@@ -7,11 +7,18 @@
  * not turn into mmap/munmap pairs.
  */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
 struct hak_superslab *hak_superslabs;
 static unsigned cached_count;
+/* Units on dirty_units lists, all superslabs (pool lock). The purge thread is
+ * told only once they reach PURGE_MIN_UNITS (1 MiB) or a superslab empties:
+ * the odd slab a steady state hands back and takes again is not worth a
+ * thread or a syscall. */
+static unsigned dirty_total;
+enum { PURGE_MIN_UNITS = 16 };
 static uint64_t mapped_count;
 
 
@@ -57,6 +64,8 @@ static struct hak_superslab *superslab_map(void)
     ss->magic = HAK_SS_MAGIC;
     atomic_init(&ss->active, 0);
     ss->free_units = HAK_UNITS;
+    ss->dirty_units = 0;
+    ss->dirty_ms = 0;
     ss->cached = false;
     memset(ss->unit_slab, HAK_UNIT_FREE, sizeof ss->unit_slab);
     for (unsigned u = 0; u < HAK_UNITS; u++)
@@ -70,6 +79,8 @@ static struct hak_superslab *superslab_map(void)
 
 static void superslab_unmap(struct hak_superslab *ss)
 {
+    dirty_total -= (unsigned)__builtin_popcount(ss->dirty_units);
+    ss->dirty_units = 0;
     list_unlink(ss);
     hak_registry_set((uintptr_t)ss, false);
     mapped_count--;
@@ -108,6 +119,9 @@ static struct hak_slab *carve_slab(struct hak_superslab *ss, unsigned first, int
     }
     for (unsigned u = first; u < first + units; u++)
         ss->unit_slab[u] = hak_ss_slabs(ss)[u].lead = (uint8_t)first;
+    uint32_t taken = ss->dirty_units & (((1u << units) - 1) << first);
+    dirty_total -= (unsigned)__builtin_popcount(taken);
+    ss->dirty_units &= ~taken;
     ss->free_units -= units;
     if (ss->free_units == 0) {
         list_unlink(ss);
@@ -172,11 +186,18 @@ void hak_pool_return_slab(struct hak_slab *slab)
         atomic_store_explicit(&hak_ss_keys(ss)[u], 0, memory_order_relaxed);
     }
     ss->free_units += slab->units;
+    if (!ss->dirty_units)
+        ss->dirty_ms = 0; /* stamped by the next purge pass: no clock here */
+    ss->dirty_units |= ((1u << slab->units) - 1) << first;
+    dirty_total += slab->units;
+    if (dirty_total >= PURGE_MIN_UNITS || ss->free_units == HAK_UNITS)
+        hak_purge_note();
     hak_poison((void *)slab->start, end - slab->start);
     slab->units = 0;
     atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
     if (ss->free_units == HAK_UNITS) {
         if (cached_count < HAK_SS_CACHE_MAX) {
+            ss->dirty_ms = 0; /* cached from the next purge pass on */
             ss->cached = true;
             cached_count++;
         } else {
@@ -189,6 +210,64 @@ void hak_pool_return_slab(struct hak_slab *slab)
         list_push_front(ss);
     }
     hak_pool_unlock();
+}
+
+/* madvise(DONTNEED) on every run of dirty free units (unit 0 keeps its
+ * header's pages). Pool lock held. */
+static void purge_units(struct hak_superslab *ss)
+{
+    uint32_t dirty = ss->dirty_units;
+    for (unsigned u = 0; u < HAK_UNITS;) {
+        if (!(dirty >> u & 1)) {
+            u++;
+            continue;
+        }
+        unsigned end = u;
+        while (end < HAK_UNITS && (dirty >> end & 1))
+            end++;
+        uintptr_t from = (uintptr_t)ss + ((uintptr_t)u << HAK_UNIT_SHIFT);
+        if (u == 0)
+            from = ((uintptr_t)ss + HAK_SS_HEADER_BYTES + 4095) & ~(uintptr_t)4095;
+        uintptr_t to = (uintptr_t)ss + ((uintptr_t)end << HAK_UNIT_SHIFT);
+        madvise((void *)from, to - from, MADV_DONTNEED);
+        u = end;
+    }
+    dirty_total -= (unsigned)__builtin_popcount(dirty);
+    ss->dirty_units = 0;
+}
+
+bool hak_pool_purge(uint64_t now, uint64_t delay)
+{
+    bool more = false;
+    hak_pool_lock();
+    struct hak_superslab *ss = hak_superslabs;
+    while (ss) {
+        struct hak_superslab *next = ss->next;
+        if ((ss->cached || ss->dirty_units) && !ss->dirty_ms && delay) {
+            ss->dirty_ms = now; /* first seen by a pass: due one delay from now */
+            more = true;
+            ss = next;
+            continue;
+        }
+        bool due = !delay || now - ss->dirty_ms >= delay;
+        if (ss->cached) {
+            if (due) {
+                ss->cached = false;
+                cached_count--;
+                superslab_unmap(ss);
+            } else {
+                more = true;
+            }
+        } else if (ss->dirty_units) {
+            if (due)
+                purge_units(ss);
+            else
+                more = true;
+        }
+        ss = next;
+    }
+    hak_pool_unlock();
+    return more;
 }
 
 void hak_pool_stats(uint64_t *mapped, uint64_t *cached)

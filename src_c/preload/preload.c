@@ -5,8 +5,12 @@
  * allocating, so there is no recursion while it starts (see init.c). */
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
+
+/* A process's malloc gives memory back by itself (purge.c). */
+const bool hak_purge_by_default = true;
 
 /* Tiny requests and owner frees run the fast paths inline; the rest go to
  * hak_malloc / hak_free. */
@@ -28,11 +32,21 @@ HAK_API void *calloc(size_t count, size_t size) { return hak_calloc(count, size)
 HAK_API void *realloc(void *ptr, size_t size) { return hak_realloc(ptr, size); }
 HAK_API size_t malloc_usable_size(void *ptr) { return hak_usable_size(ptr); }
 
-/* glibc accepts any power-of-two alignment here, below sizeof(void *) too. */
+/* memalign and aligned_alloc as glibc (2.36) answers them: an alignment up to
+ * 16 is what every block has (0 and 3 included); a larger one that is not a
+ * power of two is raised to the next power of two; only one above
+ * SIZE_MAX / 2 + 1 (which has no power of two to round to) fails, with EINVAL.
+ * posix_memalign keeps the strict POSIX rules. */
 static void *align_any(size_t alignment, size_t size)
 {
-    if (alignment < sizeof(void *) && alignment && !(alignment & (alignment - 1)))
-        alignment = sizeof(void *);
+    if (alignment <= HAK_ALIGN)
+        return hak_malloc(size);
+    if (alignment > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment & (alignment - 1))
+        alignment = (size_t)1 << (64 - __builtin_clzl(alignment));
     return hak_aligned_alloc(alignment, size);
 }
 
@@ -48,6 +62,14 @@ HAK_API void *pvalloc(size_t size)
         return NULL;
     }
     return hak_aligned_alloc(4096, rounded ? rounded : 4096);
+}
+
+/* glibc's malloc_trim gives free memory back to the OS: hakmem's collect. */
+HAK_API int malloc_trim(size_t pad)
+{
+    (void)pad;
+    hak_collect();
+    return 1;
 }
 
 HAK_API int posix_memalign(void **out, size_t alignment, size_t size)
