@@ -1,0 +1,105 @@
+"""The mutation-score tool (harness.mutants): generation, sampling, resumable state, the
+report, and every classification seen to fire on a hand-written mutant of remote.c (real
+builds, fast tests and a short campaign; no universalmutator numbering is relied on)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import harness.mutants as hm
+from harness import PROJECT_ROOT
+from harness.errors import UsageError
+
+REMOTE = (PROJECT_ROOT / "src_c" / "alloc" / "remote.c").read_text()
+
+# each (old, new) must occur exactly once in remote.c
+MUTATIONS = {
+    # not C any more
+    "no_compile": ("uint32_t n = 1;", "uint32_t n = ;"),
+    # every remote free counts twice: remote_pending never returns to 0
+    "killed_fast": ("&slab->remote_pending, 1,", "&slab->remote_pending, 2,"),
+    # the CAS loop never ends once it succeeds: the first remote free hangs
+    "timeout": ("} while (!atomic_compare_exchange_weak_explicit",
+                "} while (atomic_compare_exchange_weak_explicit"),
+    # a stronger memory order than needed: equivalent
+    "survived": ("void *head = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);",
+                 "void *head = atomic_load_explicit(&slab->remote_head, memory_order_acquire);"),
+}
+
+
+def _mutant(tmp_path, name, old, new, index):
+    assert REMOTE.count(old) == 1, old
+    path = tmp_path / f"remote.mutant.{index}.c"
+    path.write_text(REMOTE.replace(old, new))
+    return hm.Mutant("remote.c", index, path)
+
+
+@pytest.mark.parametrize("expected", sorted(MUTATIONS))
+def test_each_classification_fires(tmp_path, monkeypatch, expected):
+    monkeypatch.setattr(hm, "REPLAY_TIMEOUT", 5.0)  # a hang is seen in 5 s, not 30
+    index = 90000 + sorted(MUTATIONS).index(expected)
+    m = _mutant(tmp_path, expected, *MUTATIONS[expected], index)
+    r = hm.run_mutant(m, tmp_path / "out", budget=3, seed=1, minimize_time=10)
+    assert r.status == expected, r
+    assert "-" in r.diff and "+" in r.diff and r.file == "remote.c"
+    if expected == "killed_fast":
+        assert r.check and r.by
+    if expected == "timeout":
+        assert r.check == "timeout"
+    assert not (hm.SCRATCH / f"mutant-{m.id}").exists()  # scratch tree removed
+    assert (PROJECT_ROOT / "src_c" / "alloc" / "remote.c").read_text() == REMOTE
+
+
+def test_campaign_kill_keeps_check_and_reproducer(tmp_path, monkeypatch):
+    # with no fast tests at all, the remote_pending mutant is left to the campaign
+    monkeypatch.setattr(hm, "REGRESSIONS", tmp_path / "none")
+    monkeypatch.setattr(hm, "STRESS_PROGRAMS", 0)
+    m = _mutant(tmp_path, "campaign", *MUTATIONS["killed_fast"], 90010)
+    r = hm.run_mutant(m, tmp_path / "out", budget=30, seed=1, minimize_time=20)
+    assert r.status == "killed_campaign", r
+    assert r.by == "campaign" and r.check and r.detected_s is not None
+    assert r.reproducer.startswith(str(tmp_path / "out" / "reproducers"))
+    assert json.loads(open(r.reproducer).read())["signature"] == r.check
+    assert (tmp_path / "out" / "logs" / f"{m.id}.log").is_file()
+
+
+def test_generate_and_sample(tmp_path):
+    ms = hm.generate(["remote.c"], tmp_path)
+    assert len(ms) > 100 and all(m.file == "remote.c" for m in ms)
+    assert [m.index for m in ms] == sorted(m.index for m in ms)
+    a, b = hm.sample(ms, 5, 7), hm.sample(ms, 5, 7)
+    assert [m.id for m in a] == [m.id for m in b] and len(a) == 5
+    assert hm.sample(ms, 0, 7) == ms
+    assert a[0].diff().startswith("--- a/src_c/alloc/remote.c")
+    with pytest.raises(UsageError, match="no .*nosuch.c"):
+        hm.generate(["nosuch.c"], tmp_path)
+
+
+def test_state_resumes_and_refuses_other_parameters(tmp_path):
+    params = {"files": ["remote.c"], "sample": 2, "seed": 1, "budget": 5}
+    s = hm.State(tmp_path / "state.json", params, resume=False)
+    s.add(hm.Result("remote-1", "remote.c", "survived", diff="d"))
+    with pytest.raises(UsageError, match="--resume"):
+        hm.State(tmp_path / "state.json", params, resume=False)
+    again = hm.State(tmp_path / "state.json", params, resume=True)
+    assert again.results["remote-1"].status == "survived"
+    with pytest.raises(UsageError, match="other parameters"):
+        hm.State(tmp_path / "state.json", {**params, "seed": 2}, resume=True)
+
+
+def test_scores_and_report():
+    rs = [hm.Result("remote-1", "remote.c", "no_compile"),
+          hm.Result("remote-2", "remote.c", "killed_fast", "counters", "stress program 0"),
+          hm.Result("remote-3", "remote.c", "killed_campaign", "heap_check", "campaign",
+                    "r.json", 4.5),
+          hm.Result("remote-4", "remote.c", "survived", diff="-a\n+b\n", detail="nothing"),
+          hm.Result("heap-1", "heap.c", "timeout", "timeout", "campaign")]
+    t = hm.scores(rs)
+    assert t["remote.c"]["score"] == pytest.approx(2 / 3) and t["heap.c"]["score"] == 1.0
+    assert t["all"]["compiling"] == 4 and t["all"]["killed"] == 3
+    md = hm.markdown(rs, {"sample": 5, "seed": 1, "budget": 60}, {"remote.c": 238, "heap.c": 9})
+    assert "| `remote.c` | 238 | 4 | 1 | 1 | 1 | 0 | 1 | 0 | 67% (2/3) |" in md
+    assert "| **all** | 247 | 5 |" in md
+    assert "### `remote-4`" in md and "```diff\n-a\n+b\n```" in md
