@@ -20,9 +20,10 @@ MUTATIONS = {
     "no_compile": ("uint32_t n = 1;", "uint32_t n = ;"),
     # every remote free counts twice: remote_pending never returns to 0
     "killed_fast": ("&slab->remote_pending, 1,", "&slab->remote_pending, 2,"),
-    # the CAS loop never ends once it succeeds: the first remote free hangs
-    "timeout": ("} while (!atomic_compare_exchange_weak_explicit",
-                "} while (atomic_compare_exchange_weak_explicit"),
+    # the owner's drain waits for a remote free that never comes: the first flush hangs
+    "timeout": ("if (!head)\n        return 0;",
+                "while (!head)\n        head = atomic_load_explicit(&slab->remote_head, "
+                "memory_order_acquire);"),
     # a stronger memory order than needed: equivalent
     "survived": ("void *head = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);",
                  "void *head = atomic_load_explicit(&slab->remote_head, memory_order_acquire);"),
