@@ -15,7 +15,13 @@ fuzz/scoreboard.toml) and score them:
   crash input was written, so triage and minimization are not counted; "found by" says
   whether the fuzzer made the input or a seed of fuzz/seeds failed as it is.
 
-Output: a table on stdout, ``scoreboard.md`` and ``scoreboard.json`` in ``--out`` (default
+Statistics (harness.survival): each entry's detection rate with a 95% Wilson interval, the
+Kaplan-Meier median time to detect and the restricted mean survival time up to the budget
+(misses censored at the budget), and ``survival.png`` with every entry's Kaplan-Meier curve
+and its 95% band. ``--rerun ENTRY:INDEX`` re-runs one trial alone with the seed it had;
+``--compare A.json B.json`` compares two runs per entry (log-rank, Mann-Whitney U).
+
+Output: a table on stdout, ``scoreboard.md``, ``scoreboard.json`` and ``survival.png`` in ``--out`` (default
 ``campaigns/scoreboard/<time>/``), each trial's campaign folder beside them. ``--save``
 copies each entry's smallest fully reliable reproducer into regressions/ (or
 ``--regressions``) when it is new there or smaller than the one kept. Exit status: 0 every
