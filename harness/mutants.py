@@ -17,9 +17,12 @@ ones: :func:`harness.build.build`'s ``source=``), and classified:
 * ``timeout``: a fast test or the campaign's crash was a hang, or the campaign overran its
   wall limit: counted as killed, as mutation tools do;
 * ``survived``: nothing failed; its diff is in the report, for a person to judge
-  (equivalent, or a blind spot of the suite).
+  (equivalent, or a blind spot of the suite). Classes of survivors judged equivalent are
+  rules of fuzz/equivalent_mutants.toml (a regular expression over the diff, and why); a
+  survivor no rule matches is reported as unjudged.
 
-Score per file: killed (fast + campaign + timeout) / compiling mutants. Results are saved
+Score per file: killed (fast + campaign + timeout) / compiling mutants, and the same without
+the survivors judged equivalent. Results are saved
 after each mutant in ``--out``/state.json (``--resume`` continues an interrupted run);
 ``mutants.md`` and ``mutants.json`` are the report. Exit 0 when the run completed (survivors
 are findings for a person, not failures), 2 on usage or environment errors.
@@ -36,11 +39,13 @@ import difflib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +70,7 @@ STRESS_PROGRAMS = 6
 STRESS_OPS = 400
 REPLAY_TIMEOUT = 30.0
 STATE = "state.json"
+EQUIVALENT = PROJECT_ROOT / "fuzz" / "equivalent_mutants.toml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Result:
     seconds: float = 0.0  #: wall time spent on this mutant
     diff: str = ""
     detail: str = ""
+    equivalent: str = ""  #: a survivor matched by an equivalence rule: the rule and why
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
@@ -257,6 +264,24 @@ def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: fl
 # --------------------------------------------------------------------------- state, report
 
 
+def load_rules(path: Path = EQUIVALENT) -> list[tuple[str, re.Pattern[str], str]]:
+    """The equivalence rules: (name, pattern over the diff, why)."""
+    try:
+        rules = tomllib.loads(path.read_text()).get("rule", [])
+        return [(r["name"], re.compile(r["diff"], re.M), " ".join(r["why"].split()))
+                for r in rules]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, re.error) as e:
+        raise UsageError(f"{path}: bad equivalence rules: {e}") from None
+
+
+def judge(results: list[Result], rules: list[tuple[str, re.Pattern[str], str]]) -> None:
+    """Marks each survivor that a rule matches as equivalent (the others as unjudged)."""
+    for r in results:
+        if r.status == "survived":
+            r.equivalent = next((f"{name}: {why}" for name, pat, why in rules
+                                 if pat.search(r.diff)), "")
+
+
 class State:
     """state.json: the run's parameters and every finished mutant, saved after each."""
 
@@ -293,30 +318,37 @@ def scores(results: list[Result]) -> dict[str, dict[str, Any]]:
     """Per file (and ``all``): the count of each status and the score."""
     by_file: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for r in results:
-        by_file[r.file][r.status] += 1
-        by_file["all"][r.status] += 1
+        for f in (r.file, "all"):
+            by_file[f][r.status] += 1
+            by_file[f]["equivalent"] += bool(r.status == "survived" and r.equivalent)
     table = {}
     for f, c in by_file.items():
         compiling = sum(c[s] for s in (*KILLED, "survived"))
         killed = sum(c[s] for s in KILLED)
+        judged = compiling - c["equivalent"]
         table[f] = {"mutants": sum(c.values()), **{s: c[s] for s in STATUSES},
-                    "compiling": compiling, "killed": killed,
-                    "score": killed / compiling if compiling else None}
+                    "equivalent": c["equivalent"], "compiling": compiling, "killed": killed,
+                    "score": killed / compiling if compiling else None,
+                    "score_nonequivalent": killed / judged if judged else None}
     return table
 
 
 def markdown(results: list[Result], params: dict[str, Any], total: dict[str, int]) -> str:
     table = scores(results)
     lines = ["| file | generated | sampled | no compile | killed fast | killed campaign | "
-             "timeout | survived | error | score |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "timeout | survived (equivalent) | error | score | score without equivalent |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in sorted(table, key=lambda k: (k == "all", k)):
         t = table[f]
+        judged = t["compiling"] - t["equivalent"]
         score = "-" if t["score"] is None else f"{t['score']:.0%} ({t['killed']}/{t['compiling']})"
+        score_ne = ("-" if t["score_nonequivalent"] is None
+                    else f"{t['score_nonequivalent']:.0%} ({t['killed']}/{judged})")
         lines.append(f"| {'**all**' if f == 'all' else f'`{f}`'} | "
                      f"{total.get(f, sum(total.values()))} | {t['mutants']} | {t['no_compile']} "
                      f"| {t['killed_fast']} | {t['killed_campaign']} | {t['timeout']} | "
-                     f"{t['survived']} | {t['error']} | {score} |")
+                     f"{t['survived']} ({t['equivalent']}) | {t['error']} | {score} | "
+                     f"{score_ne} |")
     lines += ["", f"universalmutator mutants, sample {params['sample'] or 'all'} (seed "
               f"{params['seed']}), campaign budget {params['budget']:.0f} s each on {BUILD}; "
               f"revision {git_revision()[:12]}, {datetime.date.today().isoformat()}.", ""]
@@ -334,8 +366,11 @@ def markdown(results: list[Result], params: dict[str, Any], total: dict[str, int
         if rows:
             lines += [f"## {title}", ""]
             for r in rows:
-                lines += [f"### `{r.id}`", "", r.detail, "", "```diff", r.diff.rstrip(), "```",
-                          ""]
+                verdict = ([f"Judged equivalent ({r.equivalent})."] if r.equivalent else
+                           ["**Unjudged**: equivalent, or a blind spot of the suite?"]
+                           if status == "survived" else [])
+                lines += [f"### `{r.id}`", "", r.detail, *verdict, "", "```diff",
+                          r.diff.rstrip(), "```", ""]
     return "\n".join(lines)
 
 
@@ -407,6 +442,7 @@ def _main(args: argparse.Namespace) -> int:
                          + f" ({r.seconds:.0f} s)")
     progress.close()
     results = [state.results[m.id] for m in chosen]
+    judge(results, load_rules())
     md = markdown(results, params, dict(total))
     (out / "mutants.md").write_text(md)
     (out / "mutants.json").write_text(json.dumps(

@@ -21,8 +21,8 @@ Kaplan-Meier median time to detect and the restricted mean survival time up to t
 and its 95% band. ``--rerun ENTRY:INDEX`` re-runs one trial alone with the seed it had;
 ``--compare A.json B.json`` compares two runs per entry (log-rank, Mann-Whitney U).
 
-Output: a table on stdout, ``scoreboard.md``, ``scoreboard.json`` and ``survival.png`` in ``--out`` (default
-``campaigns/scoreboard/<time>/``), each trial's campaign folder beside them. ``--save``
+Output: a table on stdout, ``scoreboard.md``, ``scoreboard.json`` and ``survival.png`` in
+``--out`` (default ``campaigns/scoreboard/<time>/``), each trial's campaign folder beside them. ``--save``
 copies each entry's smallest fully reliable reproducer into regressions/ (or
 ``--regressions``) when it is new there or smaller than the one kept. Exit status: 0 every
 trial detected its bug; 1 some trial did not; 2 usage or environment error.

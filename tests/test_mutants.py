@@ -97,10 +97,38 @@ def test_scores_and_report():
                     "r.json", 4.5),
           hm.Result("remote-4", "remote.c", "survived", diff="-a\n+b\n", detail="nothing"),
           hm.Result("heap-1", "heap.c", "timeout", "timeout", "campaign")]
+    hm.judge(rs, [("never", hm.re.compile("^nothing$"), "-")])
+    assert rs[3].equivalent == ""
     t = hm.scores(rs)
     assert t["remote.c"]["score"] == pytest.approx(2 / 3) and t["heap.c"]["score"] == 1.0
     assert t["all"]["compiling"] == 4 and t["all"]["killed"] == 3
     md = hm.markdown(rs, {"sample": 5, "seed": 1, "budget": 60}, {"remote.c": 238, "heap.c": 9})
-    assert "| `remote.c` | 238 | 4 | 1 | 1 | 1 | 0 | 1 | 0 | 67% (2/3) |" in md
-    assert "| **all** | 247 | 5 |" in md
+    assert "| `remote.c` | 238 | 4 | 1 | 1 | 1 | 0 | 1 (0) | 0 | 67% (2/3) | 67% (2/3) |" in md
+    assert "| **all** | 247 | 5 |" in md and "**Unjudged**" in md
     assert "### `remote-4`" in md and "```diff\n-a\n+b\n```" in md
+    hm.judge(rs, [("any", hm.re.compile("^-a$", hm.re.M), "because")])
+    t = hm.scores(rs)
+    assert t["remote.c"]["equivalent"] == 1 and t["remote.c"]["score_nonequivalent"] == 1.0
+    assert "Judged equivalent (any: because)." in hm.markdown(rs, {"sample": 5, "seed": 1,
+                                                                  "budget": 60}, {})
+
+
+EQUIVALENT_DIFFS = {
+    "seeded-bug switch": "@@ -49,3 +49,3 @@\n     }\n-    if (!HAK_INJECT_DRAIN_COUNTER)\n"
+                         "+    /*if (!HAK_INJECT_DRAIN_COUNTER)*/\n         atomic_x();\n",
+    "unreachable statement": "@@ -46,2 +46,3 @@\n             break;\n+            continue;\n"
+                             "         }\n",
+}
+
+
+@pytest.mark.parametrize("rule", sorted(EQUIVALENT_DIFFS))
+def test_equivalence_rules_match_their_class_only(rule):
+    rules = hm.load_rules()
+    r = hm.Result("x-1", "x.c", "survived", diff=EQUIVALENT_DIFFS[rule])
+    hm.judge([r], rules)
+    assert r.equivalent.startswith(rule + ": ")
+    # the flipped guard is not equivalent: the bug's code would run
+    flipped = hm.Result("x-2", "x.c", "survived", diff=EQUIVALENT_DIFFS[rule].replace(
+        "if (!HAK", "if (HAK").replace("/*if (!HAK", "/*if (HAK").replace("break;", "x++;"))
+    hm.judge([flipped], rules)
+    assert flipped.equivalent == ""
