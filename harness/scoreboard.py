@@ -22,8 +22,8 @@ and its 95% band. ``--rerun ENTRY:INDEX`` re-runs one trial alone with the seed 
 ``--compare A.json B.json`` compares two runs per entry (log-rank, Mann-Whitney U).
 
 Output: a table on stdout, ``scoreboard.md``, ``scoreboard.json`` and ``survival.png`` in
-``--out`` (default ``campaigns/scoreboard/<time>/``), each trial's campaign folder beside them. ``--save``
-copies each entry's smallest fully reliable reproducer into regressions/ (or
+``--out`` (default ``campaigns/scoreboard/<time>/``), each trial's campaign folder beside
+them. ``--save`` copies each entry's smallest fully reliable reproducer into regressions/ (or
 ``--regressions``) when it is new there or smaller than the one kept. Exit status: 0 every
 trial detected its bug; 1 some trial did not; 2 usage or environment error.
 """
