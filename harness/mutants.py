@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import PROJECT_ROOT, cli
-from harness.build import Build, build
+from harness.build import Build, build, compile_flags
 from harness.campaign_options import CampaignOptions
 from harness.checks import replay
 from harness.child import communicate_or_kill
@@ -59,7 +59,9 @@ from harness.libfuzzer import CAMPAIGNS
 from harness.program import Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
+from harness.toolchain import compiler_name, resolve_compiler
 from harness.triage import run_signature, signature
+from harness.variants import load_variant
 
 ALLOC = PROJECT_ROOT / "src_c" / "alloc"
 SCRATCH = PROJECT_ROOT / "sanitizer_builds"
@@ -218,6 +220,18 @@ def _keep(src: str, dest: Path) -> str:
     return str(dest)
 
 
+def compiler_rejects(tree: Path, file: str) -> str:
+    """The first error the project's compiler gives for the mutated file alone, with the
+    variant's flags (-fsyntax-only: a second or so instead of a whole build), or ""."""
+    cmd = [str(resolve_compiler(compiler_name())), *compile_flags(load_variant(BUILD), None),
+           "-fsyntax-only", f"src_c/alloc/{file}"]
+    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return ""
+    lines = proc.stderr.splitlines()
+    return next((ln for ln in lines if "error:" in ln), lines[0] if lines else "error")[:300]
+
+
 def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: float) -> Result:
     """Builds, tests and classifies one mutant; its scratch tree is removed afterwards."""
     t0 = time.monotonic()
@@ -227,6 +241,10 @@ def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: fl
     shutil.copyfile(m.path, tree / "src_c" / "alloc" / m.file)
     r = Result(m.id, m.file, "survived", diff=m.diff())
     try:
+        r.detail = compiler_rejects(tree, m.file)
+        if r.detail:
+            r.status = "no_compile"
+            return r
         try:
             b = build(BUILD, source=tree / "src_c")
         except BuildError as e:
