@@ -53,6 +53,17 @@ def test_each_classification_fires(tmp_path, monkeypatch, expected):
     assert (PROJECT_ROOT / "src_c" / "alloc" / "remote.c").read_text() == REMOTE
 
 
+def test_a_mutant_the_build_verification_rejects_is_killed(tmp_path):
+    src = PROJECT_ROOT / "src_c" / "alloc" / "introspect.c"
+    text = src.read_text()
+    assert text.count("return HAK_VARIANT_NAME;") == 1
+    path = tmp_path / "introspect.mutant.1.c"
+    path.write_text(text.replace("return HAK_VARIANT_NAME;", 'return "";'))
+    r = hm.run_mutant(hm.Mutant("introspect.c", 90020, path), tmp_path / "out", budget=3,
+                      seed=1, minimize_time=10)
+    assert (r.status, r.check, r.by) == ("killed_fast", "build-verify", "build"), r
+
+
 def test_campaign_kill_keeps_check_and_reproducer(tmp_path, monkeypatch):
     # with no fast tests at all, the remote_pending mutant is left to the campaign
     monkeypatch.setattr(hm, "REGRESSIONS", tmp_path / "none")
