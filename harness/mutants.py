@@ -8,9 +8,13 @@ ones: :func:`harness.build.build`'s ``source=``), and classified:
 
 * ``no_compile``: clang-19 rejects it (universalmutator's own check is off: gcc accepts
   mutants clang refuses);
+* ``equivalent``: the mutated file compiles (asan flags, debug info aside) to the very
+  object code of the clean one (trivial compiler equivalence: dead code, debug-only or
+  seeded-bug-only code, a mutation the optimiser undoes); it is not built or tested;
 * ``killed_fast``: the fast tests fail on it: the asan reproducers of regressions/ replayed
-  on the mutant (each passes on the clean build), then a short stress of random programs
-  (lockstep, 1-4 threads, every check on);
+  on the mutant (each passes on the clean build), then a short stress: programs that
+  overflow a thread cache with one size class (freed locally and remotely) and random
+  programs (lockstep, 1-4 threads, every check on);
 * ``killed_campaign``: ``python -m harness.fuzz --build asan --source ... --stop-on-find``
   found a reproducing crash within ``--budget`` seconds (the check that fired and the
   minimized reproducer are kept);
@@ -21,8 +25,8 @@ ones: :func:`harness.build.build`'s ``source=``), and classified:
   rules of fuzz/equivalent_mutants.toml (a regular expression over the diff, and why); a
   survivor no rule matches is reported as unjudged.
 
-Score per file: killed (fast + campaign + timeout) / compiling mutants, and the same without
-the survivors judged equivalent. Results are saved
+Score per file: killed (fast + campaign + timeout) / compiling, non-equivalent mutants, and
+the same without the survivors judged equivalent by a rule. Results are saved
 after each mutant in ``--out``/state.json (``--resume`` continues an interrupted run);
 ``mutants.md`` and ``mutants.json`` are the report. Exit 0 when the run completed (survivors
 are findings for a person, not failures), 2 on usage or environment errors.
@@ -56,7 +60,7 @@ from harness.checks import replay
 from harness.child import communicate_or_kill
 from harness.errors import BuildError, UsageError
 from harness.libfuzzer import CAMPAIGNS
-from harness.program import Program, random_program
+from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
 from harness.toolchain import compiler_name, resolve_compiler
@@ -66,7 +70,8 @@ from harness.variants import load_variant
 ALLOC = PROJECT_ROOT / "src_c" / "alloc"
 SCRATCH = PROJECT_ROOT / "sanitizer_builds"
 BUILD = "asan"  #: the variant mutants are built and fuzzed as
-STATUSES = ("no_compile", "killed_fast", "killed_campaign", "timeout", "survived", "error")
+STATUSES = ("no_compile", "equivalent", "killed_fast", "killed_campaign", "timeout",
+            "survived", "error")
 KILLED = ("killed_fast", "killed_campaign", "timeout")
 STRESS_PROGRAMS = 6
 STRESS_OPS = 400
@@ -154,9 +159,31 @@ def sample(mutants: list[Mutant], n: int, seed: int) -> list[Mutant]:
 # --------------------------------------------------------------------------- the tests
 
 
-def _stress_programs(seed: int) -> list[Program]:
+#: Sizes whose thread cache holds fewer blocks than a program has slots (64 KiB: 16, 16 KiB:
+#: 64; 1 KiB: 64), so that freeing every slot overflows the cache: the flush-when-full path
+#: random programs almost never reach (a mutant there survived them).
+CACHE_FILL_SIZES = (65536, 16384, 1024)
+
+
+def _cache_fill_program(size: int, remote: bool) -> Program:
+    """Every slot allocated with one size on thread 0 and freed (by thread 1 when
+    ``remote``), twice: the thread cache overflows and is flushed (or the slab's remote
+    list fills and is drained), and the counters are checked at each barrier."""
+    freer = 1 if remote else 0
+    rounds = [Op("malloc", 0, s, size) for s in range(SLOTS)] + [Op("barrier")] + [
+        Op("free", freer, s) for s in range(SLOTS)] + [Op("barrier")]
+    return Program(2 if remote else 1, tuple(rounds * 2 + [Op("flush", 0)]))
+
+
+def _stress_programs(seed: int) -> list[tuple[str, Program]]:
+    """(label, program) of each stress program."""
     rng = random.Random(seed)
-    return [random_program(rng, STRESS_OPS, threads=1 + k % 4) for k in range(STRESS_PROGRAMS)]
+    return [*((f"cache-fill program ({size} B, {'remote' if remote else 'local'} frees)",
+               _cache_fill_program(size, remote))
+              for size in CACHE_FILL_SIZES for remote in (False, True)),
+            *((f"random program {k} (seed {seed})",
+               random_program(rng, STRESS_OPS, threads=1 + k % 4))
+              for k in range(STRESS_PROGRAMS))]
 
 
 def fast_tests(b: Build, seed: int) -> tuple[str, str] | None:
@@ -173,10 +200,10 @@ def fast_tests(b: Build, seed: int) -> tuple[str, str] | None:
                                  reg.repeats, REPLAY_TIMEOUT)
         if not out.passed:
             return sig, f"regression {path.name}"
-    for k, program in enumerate(_stress_programs(seed)):
+    for label, program in _stress_programs(seed):
         out = replay(program, b, "lockstep", 1, REPLAY_TIMEOUT)
         if not out.passed:
-            return signature(out), f"stress program {k} (seed {seed})"
+            return signature(out), label
     return None
 
 
@@ -220,16 +247,25 @@ def _keep(src: str, dest: Path) -> str:
     return str(dest)
 
 
-def compiler_rejects(tree: Path, file: str) -> str:
-    """The first error the project's compiler gives for the mutated file alone, with the
-    variant's flags (-fsyntax-only: a second or so instead of a whole build), or ""."""
+def _compile_object(cwd: Path, file: str, out: Path) -> subprocess.CompletedProcess[str]:
     cmd = [str(resolve_compiler(compiler_name())), *compile_flags(load_variant(BUILD), None),
-           "-fsyntax-only", f"src_c/alloc/{file}"]
-    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False)
-    if proc.returncode == 0:
-        return ""
-    lines = proc.stderr.splitlines()
-    return next((ln for ln in lines if "error:" in ln), lines[0] if lines else "error")[:300]
+           "-g0", "-c", f"src_c/alloc/{file}", "-o", str(out)]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def compile_alone(tree: Path, file: str) -> tuple[str, bool]:
+    """Compiles the mutated file alone with the variant's flags (a second or so, instead of a
+    whole build): (the first compiler error or "", whether its object is byte-identical to
+    the clean file's, debug info aside: trivial compiler equivalence)."""
+    mutant, clean = tree / f"{file}.mutant.o", tree / f"{file}.clean.o"
+    proc = _compile_object(tree, file, mutant)
+    if proc.returncode != 0:
+        lines = proc.stderr.splitlines()
+        return next((ln for ln in lines if "error:" in ln), lines[0] if lines else "error")[
+            :300], False
+    if _compile_object(PROJECT_ROOT, file, clean).returncode != 0:
+        raise BuildError(f"the clean src_c/alloc/{file} does not compile")
+    return "", mutant.read_bytes() == clean.read_bytes()
 
 
 def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: float) -> Result:
@@ -241,9 +277,10 @@ def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: fl
     shutil.copyfile(m.path, tree / "src_c" / "alloc" / m.file)
     r = Result(m.id, m.file, "survived", diff=m.diff())
     try:
-        r.detail = compiler_rejects(tree, m.file)
-        if r.detail:
-            r.status = "no_compile"
+        r.detail, same = compile_alone(tree, m.file)
+        if r.detail or same:
+            r.status = "no_compile" if r.detail else "equivalent"
+            r.detail = r.detail or "compiles to the very object code of the clean file"
             return r
         try:
             b = build(BUILD, source=tree / "src_c")
@@ -338,14 +375,14 @@ def scores(results: list[Result]) -> dict[str, dict[str, Any]]:
     for r in results:
         for f in (r.file, "all"):
             by_file[f][r.status] += 1
-            by_file[f]["equivalent"] += bool(r.status == "survived" and r.equivalent)
+            by_file[f]["judged"] += bool(r.status == "survived" and r.equivalent)
     table = {}
     for f, c in by_file.items():
         compiling = sum(c[s] for s in (*KILLED, "survived"))
         killed = sum(c[s] for s in KILLED)
-        judged = compiling - c["equivalent"]
+        judged = compiling - c["judged"]
         table[f] = {"mutants": sum(c.values()), **{s: c[s] for s in STATUSES},
-                    "equivalent": c["equivalent"], "compiling": compiling, "killed": killed,
+                    "judged_equivalent": c["judged"], "compiling": compiling, "killed": killed,
                     "score": killed / compiling if compiling else None,
                     "score_nonequivalent": killed / judged if judged else None}
     return table
@@ -353,22 +390,25 @@ def scores(results: list[Result]) -> dict[str, dict[str, Any]]:
 
 def markdown(results: list[Result], params: dict[str, Any], total: dict[str, int]) -> str:
     table = scores(results)
-    lines = ["| file | generated | sampled | no compile | killed fast | killed campaign | "
-             "timeout | survived (equivalent) | error | score | score without equivalent |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| file | generated | sampled | no compile | same code | killed fast | "
+             "killed campaign | timeout | survived (judged equivalent) | error | score "
+             "| score without judged equivalent |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in sorted(table, key=lambda k: (k == "all", k)):
         t = table[f]
-        judged = t["compiling"] - t["equivalent"]
+        judged = t["compiling"] - t["judged_equivalent"]
         score = "-" if t["score"] is None else f"{t['score']:.0%} ({t['killed']}/{t['compiling']})"
         score_ne = ("-" if t["score_nonequivalent"] is None
                     else f"{t['score_nonequivalent']:.0%} ({t['killed']}/{judged})")
         lines.append(f"| {'**all**' if f == 'all' else f'`{f}`'} | "
                      f"{total.get(f, sum(total.values()))} | {t['mutants']} | {t['no_compile']} "
-                     f"| {t['killed_fast']} | {t['killed_campaign']} | {t['timeout']} | "
-                     f"{t['survived']} ({t['equivalent']}) | {t['error']} | {score} | "
+                     f"| {t['equivalent']} | {t['killed_fast']} | {t['killed_campaign']} | "
+                     f"{t['timeout']} | {t['survived']} ({t['judged_equivalent']}) | "
+                     f"{t['error']} | {score} | "
                      f"{score_ne} |")
     lines += ["", f"universalmutator mutants, sample {params['sample'] or 'all'} (seed "
-              f"{params['seed']}), campaign budget {params['budget']:.0f} s each on {BUILD}; "
+              f"{params['seed']}); score = killed / (compiling - same code); campaign "
+              f"budget {params['budget']:.0f} s each on {BUILD}; "
               f"revision {git_revision()[:12]}, {datetime.date.today().isoformat()}.", ""]
     killed = [r for r in results if r.status in KILLED]
     if killed:

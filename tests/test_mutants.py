@@ -24,9 +24,15 @@ MUTATIONS = {
     "timeout": ("if (!head)\n        return 0;",
                 "while (!head)\n        head = atomic_load_explicit(&slab->remote_head, "
                 "memory_order_acquire);"),
-    # a stronger memory order than needed: equivalent
-    "survived": ("void *head = atomic_load_explicit(&slab->remote_head, memory_order_relaxed);",
-                 "void *head = atomic_load_explicit(&slab->remote_head, memory_order_acquire);"),
+    # the CAS loop goes round once more after its success: the second CAS fails (the head
+    # moved) and leaves, unless the owner drained the list in between, when the pusher
+    # writes into a block it gave away and publishes it twice: a race only, which lockstep
+    # asan campaigns cannot see (a real blind spot of the mutation campaign)
+    "survived": ("} while (!atomic_compare_exchange_weak_explicit",
+                 "} while (atomic_compare_exchange_weak_explicit"),
+    # `if (!0)` commented out: the same object code, never built or tested
+    "equivalent": ("    if (!HAK_INJECT_DRAIN_COUNTER)\n",
+                   "    /*if (!HAK_INJECT_DRAIN_COUNTER)*/\n"),
 }
 
 
@@ -51,6 +57,20 @@ def test_each_classification_fires(tmp_path, monkeypatch, expected):
         assert r.check == "timeout"
     assert not (hm.SCRATCH / f"mutant-{m.id}").exists()  # scratch tree removed
     assert (PROJECT_ROOT / "src_c" / "alloc" / "remote.c").read_text() == REMOTE
+
+
+def test_cache_overflow_blind_spot_is_closed(tmp_path):
+    # universalmutator's heap-1500: the push after a full cache's flush moves the top the
+    # wrong way. It survived 6 random programs and a 30 s campaign; the cache-fill programs
+    # of the fast tests kill it.
+    src = PROJECT_ROOT / "src_c" / "alloc" / "heap.c"
+    text = src.read_text()
+    assert text.count("    *tc->top++ = block;\n}") == 1
+    path = tmp_path / "heap.mutant.1.c"
+    path.write_text(text.replace("    *tc->top++ = block;\n}", "    *tc->top-- = block;\n}"))
+    r = hm.run_mutant(hm.Mutant("heap.c", 90030, path), tmp_path / "out", budget=3, seed=1,
+                      minimize_time=10)
+    assert r.status == "killed_fast" and r.by.startswith("cache-fill program"), r
 
 
 def test_a_mutant_the_build_verification_rejects_is_killed(tmp_path):
@@ -114,32 +134,30 @@ def test_scores_and_report():
     assert t["remote.c"]["score"] == pytest.approx(2 / 3) and t["heap.c"]["score"] == 1.0
     assert t["all"]["compiling"] == 4 and t["all"]["killed"] == 3
     md = hm.markdown(rs, {"sample": 5, "seed": 1, "budget": 60}, {"remote.c": 238, "heap.c": 9})
-    assert "| `remote.c` | 238 | 4 | 1 | 1 | 1 | 0 | 1 (0) | 0 | 67% (2/3) | 67% (2/3) |" in md
+    assert "| `remote.c` | 238 | 4 | 1 | 0 | 1 | 1 | 0 | 1 (0) | 0 | 67% (2/3) | 67% (2/3) |" in md
     assert "| **all** | 247 | 5 |" in md and "**Unjudged**" in md
     assert "### `remote-4`" in md and "```diff\n-a\n+b\n```" in md
     hm.judge(rs, [("any", hm.re.compile("^-a$", hm.re.M), "because")])
     t = hm.scores(rs)
-    assert t["remote.c"]["equivalent"] == 1 and t["remote.c"]["score_nonequivalent"] == 1.0
+    assert t["remote.c"]["judged_equivalent"] == 1 and t["remote.c"]["score_nonequivalent"] == 1.0
     assert "Judged equivalent (any: because)." in hm.markdown(rs, {"sample": 5, "seed": 1,
                                                                   "budget": 60}, {})
 
 
-EQUIVALENT_DIFFS = {
-    "seeded-bug switch": "@@ -49,3 +49,3 @@\n     }\n-    if (!HAK_INJECT_DRAIN_COUNTER)\n"
-                         "+    /*if (!HAK_INJECT_DRAIN_COUNTER)*/\n         atomic_x();\n",
-    "unreachable statement": "@@ -46,2 +46,3 @@\n             break;\n+            continue;\n"
-                             "         }\n",
-}
+STRENGTHENED = ("@@ -15,3 +15,3 @@\n {\n"
+                "-    atomic_fetch_add_explicit(&slab->remote_pending, 1, memory_order_relaxed);\n"
+                "+    atomic_fetch_add_explicit(&slab->remote_pending, 1, memory_order_seq_cst);\n")
 
 
-@pytest.mark.parametrize("rule", sorted(EQUIVALENT_DIFFS))
-def test_equivalence_rules_match_their_class_only(rule):
-    rules = hm.load_rules()
-    r = hm.Result("x-1", "x.c", "survived", diff=EQUIVALENT_DIFFS[rule])
-    hm.judge([r], rules)
-    assert r.equivalent.startswith(rule + ": ")
-    # the flipped guard is not equivalent: the bug's code would run
-    flipped = hm.Result("x-2", "x.c", "survived", diff=EQUIVALENT_DIFFS[rule].replace(
-        "if (!HAK", "if (HAK").replace("/*if (!HAK", "/*if (HAK").replace("break;", "x++;"))
-    hm.judge([flipped], rules)
-    assert flipped.equivalent == ""
+@pytest.mark.parametrize("diff, equivalent", [
+    (STRENGTHENED, True),
+    (STRENGTHENED.replace("_seq_cst", "_acquire"), False),  # not always valid, not stronger
+    (STRENGTHENED.replace("1, memory_order_seq", "2, memory_order_seq"), False),  # more changed
+    (STRENGTHENED.replace("relaxed", "seq_cst").replace("+    atomic_fetch_add_explicit(&slab->"
+                                                        "remote_pending, 1, memory_order_seq",
+                                                        "+    x(1, memory_order_relaxed"), False),
+])
+def test_equivalence_rules_match_their_class_only(diff, equivalent):
+    r = hm.Result("x-1", "x.c", "survived", diff=diff)
+    hm.judge([r], hm.load_rules())
+    assert bool(r.equivalent) == equivalent, r.equivalent
