@@ -286,8 +286,8 @@ def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: fl
             b = build(BUILD, source=tree / "src_c")
         except BuildError as e:
             first = str(e).splitlines()
-            if "compiling" in first[0]:
-                r.status = "no_compile"
+            if " compiling " in first[0] or " linking " in first[0]:
+                r.status = "no_compile"  # e.g. an undefined symbol at link time
                 r.detail = next((ln for ln in first if "error:" in ln), first[0])[:300]
             else:  # linked, but the post-link verification rejected it
                 r.status, r.check, r.by, r.detail = "killed_fast", "build-verify", "build", \
