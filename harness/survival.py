@@ -144,9 +144,10 @@ def plot_survival(runs: Sequence[Detections], path: Path, title: str) -> Path:
         for d in runs:
             d.km().plot_survival_function(ax=ax, ci_show=True)
     budget = max(d.budget for d in runs)
+    ax.set_xscale("symlog", linthresh=1.0)  # detections span 0.2 s to the whole budget
     ax.set_xlim(0, budget)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("seconds since the campaign started")
+    ax.set_xlabel("seconds since the campaign started (log scale above 1 s)")
     ax.set_ylabel("P(not yet detected)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
