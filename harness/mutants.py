@@ -381,7 +381,7 @@ def scores(results: list[Result]) -> dict[str, dict[str, Any]]:
         compiling = sum(c[s] for s in (*KILLED, "survived"))
         killed = sum(c[s] for s in KILLED)
         judged = compiling - c["judged"]
-        table[f] = {"mutants": sum(c.values()), **{s: c[s] for s in STATUSES},
+        table[f] = {"mutants": sum(c[s] for s in STATUSES), **{s: c[s] for s in STATUSES},
                     "judged_equivalent": c["judged"], "compiling": compiling, "killed": killed,
                     "score": killed / compiling if compiling else None,
                     "score_nonequivalent": killed / judged if judged else None}

@@ -140,6 +140,7 @@ def test_scores_and_report():
     hm.judge(rs, [("any", hm.re.compile("^-a$", hm.re.M), "because")])
     t = hm.scores(rs)
     assert t["remote.c"]["judged_equivalent"] == 1 and t["remote.c"]["score_nonequivalent"] == 1.0
+    assert t["remote.c"]["mutants"] == 4 and t["all"]["mutants"] == 5
     assert "Judged equivalent (any: because)." in hm.markdown(rs, {"sample": 5, "seed": 1,
                                                                   "budget": 60}, {})
 
