@@ -101,6 +101,7 @@ class Build:
     compiler: Path
     compiler_version: str  #: first line of ``<compiler> --version``
     rebuilt: bool  #: True if this call compiled it, False if it was up to date
+    source: Path | None = None  #: the substituted source tree (``build(source=...)``), if any
 
     @property
     def name(self) -> str:
@@ -181,9 +182,9 @@ def _source_digests(src: Path) -> dict[str, str]:
     return out
 
 
-def _plan(root: Path, spec: VariantSpec, inject: str | None, compiler: Path,
+def _plan(root: Path, out: Path, spec: VariantSpec, inject: str | None, compiler: Path,
           runtime: SanitizerRuntime) -> _Plan:
-    out = output_dir(spec.name, inject, root)
+    """``root`` holds the ``src_c/`` compiled (commands run there), ``out`` lies under it."""
     out_rel = out.relative_to(root).as_posix()
     objects = _plan_objects(root, out_rel)
     cflags = compile_flags(spec, inject)
@@ -321,13 +322,18 @@ def build(
     *,
     root: Path | None = None,
     log: Log | None = None,
+    source: Path | None = None,
 ) -> Build:
     """Builds (or reuses) variant ``variant``, optionally with seeded bug ``inject``.
 
     Idempotent and cheap when up to date (hashes src_c/ and the two libraries);
     ``force`` rebuilds regardless. ``root`` is the source tree (default: this
     project; tests point it at a scratch tree). ``log`` receives one line per step
-    (default: silent). Raises UsageError (unknown variant/inject, missing tools)
+    (default: silent). ``source`` substitutes another source tree for ``<root>/src_c``
+    (a folder named ``src_c``, e.g. a copy with one file mutated): the variant definitions
+    still come from ``root``, and the build lands beside the tree, in
+    ``<source>/../<variant>[+<inject>]/``, so the clean build is never touched.
+    Raises UsageError (unknown variant/inject, missing tools)
     or BuildError (compile, link or verification failure).
     """
     root = (PROJECT_ROOT if root is None else Path(root)).resolve()
@@ -338,13 +344,20 @@ def build(
     version_line = compiler_version(str(compiler)).splitlines()[0]
     runtime = resolve_runtime(compiler, spec.runtime_library or None, spec.runtime_options,
                               runtime_package_for(compiler))
-    out = output_dir(variant, inject, root)
+    if source is None:
+        tree, out = root, output_dir(variant, inject, root)
+    else:
+        source = Path(source).resolve()
+        if source.name != "src_c" or not (source / "alloc").is_dir():
+            raise UsageError(f"build source {source}: expected a src_c/ tree (with alloc/)")
+        tree = source.parent
+        out = tree / output_dir(variant, inject, root).name
     with _locked(out):
-        plan = _plan(root, spec, inject, compiler, runtime)
+        plan = _plan(tree, out, spec, inject, compiler, runtime)
         result = Build(variant=variant, inject=inject, dir=out, lib=out / LIB_NAME,
                        preload_lib=out / PRELOAD_NAME, spec=spec, runtime=runtime,
                        stamp=plan.stamp, compiler=compiler, compiler_version=version_line,
-                       rebuilt=False)
+                       rebuilt=False, source=source)
         if not force and _up_to_date(out, plan.stamp):
             say(f"{plan.tag}: up to date -> {out}")
             return result

@@ -34,6 +34,9 @@ every flag:
                     Python or C code of theirs is instrumented, so libFuzzer mutates its
                     corpus blind, and the campaign warns)
   --inject NAME     compile seeded bug NAME (src_c/alloc/inject.h) into the build
+  --source DIR      build from DIR, a src_c/ tree standing in for the project's (a mutant:
+                    python -m harness.mutants); the builds land beside DIR, never over the
+                    clean ones
   --target T        fuzz a foreign allocator (black-box): a library path, a soname, or
                     fixture:NAME (tests/fixtures/fx_NAME.c, built for you, prefix fx_)
   --prefix P        symbol prefix of --target (mi_, tc_, "" for libc); default "" (fx_ for fixtures)
@@ -71,6 +74,7 @@ class CampaignOptions:
 
     build: str = "asan"
     inject: str | None = None
+    source: str | None = None
     target: str | None = None
     prefix: str | None = None
     mode: str = "mixed"
@@ -143,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--build", default="asan", help="build variant (release, debug, asan, tsan, ubsan)")
     a("--inject", default=None, metavar="NAME", help="seeded bug compiled into the build")
+    a("--source", default=None, metavar="DIR", help="src_c/ tree to build from (a mutant)")
     a("--target", default=None, metavar="T", help="foreign allocator: path, soname, fixture:NAME")
     a("--prefix", default=None, metavar="P", help="symbol prefix of --target")
     a("--mode", default="mixed", choices=FUZZ_MODES)

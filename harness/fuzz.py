@@ -76,9 +76,10 @@ def setup(opts: CampaignOptions) -> Campaign:
     """Validates the options, builds what the campaign needs, creates its folders."""
     opts.validate()
     target = resolve_target(opts.target, opts.prefix)
-    replay_build = build(opts.build, opts.inject)
+    source = Path(opts.source) if opts.source else None
+    replay_build = build(opts.build, opts.inject, source=source)
     cov, libfuzzer, why = native_runtime(opts.build)
-    fuzz_build = build(cov, opts.inject) if cov else replay_build
+    fuzz_build = build(cov, opts.inject, source=source) if cov else replay_build
     note = "" if cov else (
         f"warning: no native coverage for build {opts.build!r} ({why}): libFuzzer gets no "
         "coverage feedback (nothing in the fuzzed process is instrumented) and mutates its "

@@ -106,7 +106,7 @@ class CrashLifecycle:
         if rep.signature == "pass" and rep.trouble is not None:
             # the replay child could not run (e.g. the build is being redone by someone
             # else in this tree): wait for the build (it holds a lock), then retry once
-            build(self.build.variant, self.build.inject)
+            build(self.build.variant, self.build.inject, source=self.build.source)
             rep = reproduce(program, self.build, self.target, runs=self.opts.triage_runs,
                             timeout=timeout, prefer=mode)
         return rep

@@ -15,9 +15,15 @@ fuzz/scoreboard.toml) and score them:
   crash input was written, so triage and minimization are not counted; "found by" says
   whether the fuzzer made the input or a seed of fuzz/seeds failed as it is.
 
-Output: a table on stdout, ``scoreboard.md`` and ``scoreboard.json`` in ``--out`` (default
-``campaigns/scoreboard/<time>/``), each trial's campaign folder beside them. ``--save``
-copies each entry's smallest fully reliable reproducer into regressions/ (or
+Statistics (harness.survival): each entry's detection rate with a 95% Wilson interval, the
+Kaplan-Meier median time to detect and the restricted mean survival time up to the budget
+(misses censored at the budget), and ``survival.png`` with every entry's Kaplan-Meier curve
+and its 95% band. ``--rerun ENTRY:INDEX`` re-runs one trial alone with the seed it had;
+``--compare A.json B.json`` compares two runs per entry (log-rank, Mann-Whitney U).
+
+Output: a table on stdout, ``scoreboard.md``, ``scoreboard.json`` and ``survival.png`` in
+``--out`` (default ``campaigns/scoreboard/<time>/``), each trial's campaign folder beside
+them. ``--save`` copies each entry's smallest fully reliable reproducer into regressions/ (or
 ``--regressions``) when it is new there or smaller than the one kept. Exit status: 0 every
 trial detected its bug; 1 some trial did not; 2 usage or environment error.
 """
@@ -48,6 +54,7 @@ from harness.libfuzzer import CAMPAIGNS, SEED_CRASH_PREFIX
 from harness.regression_check import check_regression
 from harness.regressions import REGRESSIONS, Regression, RegressionError, git_revision, known_bugs
 from harness.report import CampaignSummary
+from harness.survival import Detections, compare, plot_survival
 from harness.triage import Reliability
 
 CONFIG = PROJECT_ROOT / "fuzz" / "scoreboard.toml"
@@ -197,6 +204,7 @@ def aggregate(entry: Entry, trials: list[Trial], budget: float) -> dict[str, Any
     ops = [t.minimized_ops for t in hits if t.minimized_ops is not None]
     sigs = sorted({t.signature for t in hits})
     missed = len(trials) - len(hits)
+    stats = detections(entry.name, trials, budget).stats()
     return {
         "entry": entry.name,
         "build": entry.build + ("" if entry.mode == "lockstep" else f" {entry.mode}")
@@ -211,7 +219,29 @@ def aggregate(entry: Entry, trials: list[Trial], budget: float) -> dict[str, Any
         "signature": ", ".join(sigs) if sigs else "-",
         "found_by": ", ".join(f"{k} {n}" for k, n in sorted(collections.Counter(
             t.found_by for t in hits).items())) or "-",
+        **{f"stat_{k}": v for k, v in stats.items()},
     }
+
+
+def detections(name: str, trials: list[Trial], budget: float) -> Detections:
+    """One entry's trials as times to detect (None: missed) for harness.survival."""
+    return Detections.of(name, [t.seconds if t.detected else None for t in trials], budget)
+
+
+def _fmt_rate(r: dict[str, Any]) -> str:
+    return (f"{r['stat_rate']:.2f} [{r['stat_rate_lo95']:.2f}, {r['stat_rate_hi95']:.2f}]")
+
+
+def stats_markdown(rows: list[dict[str, Any]], budget: float) -> list[str]:
+    """The survival statistics table (harness.survival) of a run's rows."""
+    lines = ["| entry | trials | detection rate [95% Wilson] | KM median s to detect "
+             f"| RMST s (to {budget:.0f} s) |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        med = r["stat_km_median_s"]
+        lines.append(f"| `{r['entry']}` | {r['stat_trials']} | {_fmt_rate(r)} | "
+                     f"{'not reached' if med is None else f'{med:.1f}'} | "
+                     f"{r['stat_rmst_s']:.1f} |")
+    return lines
 
 
 def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, Any]) -> str:
@@ -224,6 +254,7 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
         lines.append(f"| `{r['entry']}` | {r['build']} | {r['detected']} | "
                      f"{_fmt_s(r['median_s'])} | {r['worst']} | {r['ops']} | "
                      f"`{r['signature']}` | {r['found_by']} |")
+    lines += ["", *stats_markdown(rows, meta["budget"])]
     lines += ["", f"{meta['trials']} trials per entry, budget {meta['budget']:.0f} s each, "
               + ("with the seed corpus, " if meta.get("seeds", True) else "no seed inputs, ") +
               f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
@@ -231,7 +262,9 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
     problems = [t for t in trials if t.problem]
     if problems:
         lines += ["Trials with problems:", ""]
-        lines += [f"- `{t.entry}` trial {t.index} (seed {t.seed}): {t.problem}" for t in problems]
+        lines += [f"- `{t.entry}` trial {t.index} (seed {t.seed}): {t.problem} (re-run it "
+                  f"alone: `--rerun {t.entry}:{t.index} --seed {t.seed - t.index}`)"
+                  for t in problems]
         lines.append("")
     return "\n".join(lines)
 
@@ -288,6 +321,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--no-seeds", action="store_true",
       help="campaigns without fuzz/seeds inputs: what the fuzzer finds on its own")
     a("--no-progress", action="store_true", help="no live progress bar")
+    a("--rerun", default="", metavar="ENTRY:INDEX",
+      help="re-run trial INDEX of ENTRY alone, with the seed it had (--seed N + INDEX) and "
+      "the same --budget/--no-seeds; prints its result")
+    a("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
+      help="compare two scoreboard.json runs per entry (log-rank and Mann-Whitney U) "
+      "instead of running campaigns; writes compare.md/.json (and survival.png) in --out")
     return p
 
 
@@ -317,9 +356,80 @@ def _run_entries(args: argparse.Namespace, entries: list[Entry], root: Path,
     return trials, rows
 
 
+def _read_run(path: Path) -> tuple[dict[str, Any], dict[str, list[Trial]]]:
+    """A scoreboard.json: its meta and its trials by entry."""
+    try:
+        data = json.loads(path.read_text())
+        by_entry: dict[str, list[Trial]] = collections.defaultdict(list)
+        for t in data["trials"]:
+            by_entry[t["entry"]].append(Trial(**t))
+        return data["meta"], dict(by_entry)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a scoreboard.json: {e}") from None
+
+
+def compare_runs(path_a: Path, path_b: Path, out: Path) -> str:
+    """Markdown comparing two scoreboard runs entry by entry; writes compare.md, compare.json
+    and survival.png (both runs' curves) in ``out``."""
+    (meta_a, a), (meta_b, b) = _read_run(path_a), _read_run(path_b)
+    common = [n for n in a if n in b]
+    if not common:
+        raise UsageError(f"{path_a} and {path_b} have no entry in common")
+    lines = [f"A: `{path_a}` ({meta_a['trials']} trials, budget {meta_a['budget']:.0f} s, "
+             f"{'seeds' if meta_a.get('seeds', True) else 'no seeds'}, revision "
+             f"{meta_a['revision'][:12]})",
+             f"B: `{path_b}` ({meta_b['trials']} trials, budget {meta_b['budget']:.0f} s, "
+             f"{'seeds' if meta_b.get('seeds', True) else 'no seeds'}, revision "
+             f"{meta_b['revision'][:12]})", "",
+             "| entry | A detected | B detected | A median s | B median s | A RMST s | B RMST s "
+             "| log-rank p | Mann-Whitney p |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    results, curves = [], []
+    for name in common:
+        da = detections(f"{name} (A)", a[name], meta_a["budget"])
+        db = detections(f"{name} (B)", b[name], meta_b["budget"])
+        c = compare(da, db)
+        results.append({"entry": name, **dataclasses.asdict(c)})
+        curves += [da, db]
+        med = ["-" if x["km_median_s"] is None else f"{x['km_median_s']:.1f}" for x in (c.a, c.b)]
+        lines.append(f"| `{name}` | {c.a['hits']}/{c.a['trials']} | {c.b['hits']}/{c.b['trials']}"
+                     f" | {med[0]} | {med[1]} | {c.a['rmst_s']:.1f} | {c.b['rmst_s']:.1f} | "
+                     f"{c.logrank_p:.3g}{' *' if c.differs() else ''} | {c.mannwhitney_p:.3g} |")
+    lines += ["", "Both runs censored at the smaller budget; `*`: log-rank p < 0.05.", ""]
+    md = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(md)
+    (out / "compare.json").write_text(json.dumps(
+        {"a": str(path_a), "b": str(path_b), "entries": results}, indent=2) + "\n")
+    plot_survival(curves, out / "survival.png", "time to detect: A vs B")
+    return md
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    name, _, index = args.rerun.partition(":")
+    if not index.isdigit():
+        raise UsageError(f"--rerun {args.rerun!r}: expected ENTRY:INDEX, e.g. eager_release:2")
+    (entry,) = load_config(Path(args.config), [name])
+    build(entry.build)
+    build(entry.build, entry.name)
+    k = int(index)
+    root = Path(args.out) if args.out else CAMPAIGNS / "scoreboard" / "rerun"
+    t = run_trial(entry, k, args.seed + k, root, args.budget, args.minimize_time,
+                  not args.no_seeds)
+    print(json.dumps(dataclasses.asdict(t), indent=2))
+    return 0 if t.detected else 1
+
+
 def _main(args: argparse.Namespace) -> int:
     if args.trials < 1 or args.budget <= 0:
         raise UsageError("--trials must be >= 1 and --budget > 0")
+    if args.compare:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out) if args.out else CAMPAIGNS / "scoreboard" / f"compare-{stamp}"
+        print(compare_runs(Path(args.compare[0]), Path(args.compare[1]), out))
+        print(f"written: {out / 'compare.md'}", file=sys.stderr)
+        return 0
+    if args.rerun:
+        return _rerun(args)
     names = [n.strip() for n in args.entries.split(",") if n.strip()]
     entries = load_config(Path(args.config), names or None)
     for e in entries:  # build up front: a build error is an error, not a missed bug
@@ -336,7 +446,11 @@ def _main(args: argparse.Namespace) -> int:
             "seeds": not args.no_seeds,
             "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
             "wall": time.monotonic() - t0}
-    md = markdown(rows, trials, meta)
+    plot_survival([detections(e.name, [t for t in trials if t.entry == e.name], args.budget)
+                   for e in entries], root / "survival.png",
+                  f"time to detect, {args.trials} trials per entry"
+                  + ("" if not args.no_seeds else " (no seeds)"))
+    md = markdown(rows, trials, meta) + "\n![survival curves](survival.png)\n"
     (root / "scoreboard.md").write_text(md)
     (root / "scoreboard.json").write_text(json.dumps(
         {"meta": meta, "rows": rows, "trials": [dataclasses.asdict(t) for t in trials]},
