@@ -6,7 +6,9 @@
 Configurations: single-thread program (lockstep), 4 threads lockstep, 4 threads
 concurrent; each with and without the white-box checks (black-box checks always on).
 Programs: random malloc/free/write/realloc/calloc over 64 slots, sizes 16-1024 B (the
-allocator's fast paths: the executor's own cost dominates). Each build runs in its own
+allocator's fast paths: the executor's own cost dominates). The loop rows run ten-record
+deep programs: one loop op whose body a long-lived thread (and, remote, a second thread
+freeing its blocks) repeats until the program has about --ops ops. Each build runs in its own
 child process with the build's environment (sanitizer runtime preloaded).
 """
 
@@ -30,17 +32,36 @@ CONFIGS = [
     ("4-thread concurrent", 4, "concurrent"),
 ]
 OPS = ("malloc", "malloc", "free", "free", "write", "realloc", "calloc")
+#: (name, threads, mode, loop body): deep programs of one loop op
+LOOPS = [
+    ("loop, 1 thread churn", 1, "lockstep",
+     (("malloc", 0, 1, 48), ("malloc", 0, 2, 1280), ("free", 0, 1, 0), ("free", 0, 2, 0))),
+    ("loop, remote, lockstep", 2, "lockstep", (("malloc", 0, 1, 48), ("free", 1, 1, 0))),
+    ("loop, remote, concurrent", 2, "concurrent", (("malloc", 0, 1, 48), ("free", 1, 1, 0))),
+]
+
+
+def programs(n_ops: int) -> list[tuple[str, str, bytes]]:
+    """(configuration, mode, program): the random ones, then the loops."""
+    from harness.program import Op, Program, encode, random_program
+
+    sizes = list(range(16, 1025, 8))
+    out = [(name, mode, encode(random_program(1234 + threads, n_ops, threads, sizes=sizes,
+                                              ops=OPS)))
+           for name, threads, mode in CONFIGS]
+    for name, threads, mode, body in LOOPS:
+        ops = tuple(Op(o, t, s, n) for o, t, s, n in body)
+        count = max(1, n_ops // len(ops))
+        out.append((name, mode, encode(Program(threads, (Op("loop", count=count, body=ops),)))))
+    return out
 
 
 def measure(lib_path: str, n_ops: int, runs: int) -> list[dict]:
     from harness.binding import load, run_program
-    from harness.program import encode, random_program
 
     lib = load(lib_path)
-    sizes = list(range(16, 1025, 8))
     out = []
-    for name, threads, mode in CONFIGS:
-        p = encode(random_program(1234 + threads, n_ops, threads, sizes=sizes, ops=OPS))
+    for name, mode, p in programs(n_ops):
         for wb in (False, True):
             run_program(lib, p, mode, whitebox=wb)  # warm up
             rates = []
@@ -86,11 +107,11 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     print(f"executor throughput, {args.ops} ops/program, median of {args.runs} runs")
-    print(f"{'build':8} {'configuration':24} {'white-box':9} {'ops/s (median)':>15} "
+    print(f"{'build':8} {'configuration':26} {'white-box':9} {'ops/s (median)':>15} "
           f"{'min':>12} {'max':>12}")
     for variant, rows in results.items():
         for row in rows:
-            print(f"{variant:8} {row['config']:24} {'on' if row['whitebox'] else 'off':9} "
+            print(f"{variant:8} {row['config']:26} {'on' if row['whitebox'] else 'off':9} "
                   f"{row['median_ops_per_s']:15,.0f} {row['min']:12,.0f} {row['max']:12,.0f}")
     return 0
 
