@@ -162,8 +162,12 @@ def _slots(p: Program, ok: _Oracle) -> Program:
 
 
 def _with_loop(p: Program, i: int, loop: Op | None) -> Program:
-    """``p`` with its op ``i`` (a loop) replaced, or unrolled into its body when None."""
-    replacement = p.ops[i].body if loop is None else (loop,)
+    """``p`` with its op ``i`` (a loop) replaced, unrolled into its body when None, or
+    dropped when the replacement's body is empty."""
+    if loop is None:
+        replacement = p.ops[i].body
+    else:
+        replacement = (loop,) if loop.body else ()
     return _with_ops(p, p.ops[:i] + replacement + p.ops[i + 1:])
 
 
@@ -188,6 +192,8 @@ def _loops(p: Program, ok: _Oracle) -> Program:
         body = _ddmin_units(list(loop.body), lambda b: _with_loop(
             p, i, dataclasses.replace(loop, body=tuple(b))), ok)
         p = _with_loop(p, i, dataclasses.replace(loop, body=tuple(body)))
+        if not body:  # the bug needs none of it: the loop is gone
+            continue
         if hi == 1 and ok(_with_loop(p, i, None)):
             p = _with_loop(p, i, None)
             i += len(body)

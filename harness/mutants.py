@@ -228,8 +228,9 @@ def _campaign(tree: Path, budget: float, seed: int, minimize_time: float) -> Res
         tail = (tree / "campaign.log").read_text(errors="replace")[-500:]
         return f"campaign failed (exit {proc.returncode}) before a summary: {tail}"
     summary = CampaignSummary.read(found[-1])
+    # the first crash that was kept as a reproducer, else the first crash at all
     hits = sorted((e for e in summary.entries if e.signature and e.signature != "pass"),
-                  key=lambda e: e.detected_s)
+                  key=lambda e: (not e.regression, e.detected_s))
     if not hits:
         return (f"not detected in {summary.elapsed} s ({summary.execs} execs, "
                 f"{summary.crash_files} crash files)")

@@ -85,3 +85,20 @@ def test_only_the_first_forks_of_a_run_take_effect(built):
         Op("malloc", 0, 1, 48), Op("fork", 1), Op("free", 0, 1))),))
     v = run_program(built("release").lib, p, "lockstep")
     assert v.passed and v.ops_skipped == 1000 - 2 and v.ops_executed == 2000 + 2
+
+
+def test_minimizer_drops_a_loop_the_bug_does_not_need():
+    """ddmin may empty a loop's body: the loop then goes, never an empty-bodied loop
+    (which the format cannot hold)."""
+    from harness.minimize import minimize_with
+
+    p = Program(1, (Op("malloc", 0, 1, 48), Op("loop", count=7, body=(
+        Op("write", 0, 1), Op("flush", 0))), Op("free", 0, 1)))
+
+    def needs_free_only(q: Program) -> bool:
+        assert all(o.body for o in q.ops if o.op == "loop")  # every candidate encodes
+        q.to_text()
+        return any(o.op == "free" for o in q.ops)
+
+    res = minimize_with(p, needs_free_only)
+    assert all(o.op != "loop" for o in res.program.ops), res.program

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from harness.build import Build
+from tests.fixtures.cprog import compile_against
 
 SOURCE = Path(__file__).resolve().parent / "fork" / "fork_stress.c"
-INCLUDE = Path(__file__).resolve().parents[1] / "src_c" / "include"
 #: forks per run, sized to keep each run well under 30 s on 2 cores.
 FORKS = {"release": 200, "asan": 60, "tsan": 40}
 LINE = re.compile(r"fork_stress: forks=(\d+) ok=(\d+) check=(\d+) corrupt=(\d+) null=(\d+) "
@@ -32,14 +32,7 @@ LINE = re.compile(r"fork_stress: forks=(\d+) ok=(\d+) check=(\d+) corrupt=(\d+) 
 
 def compile_fork_stress(build: Build, out: Path, api: bool = True) -> Path:
     exe = out / f"fork-stress-{build.name}{'' if api else '-libc'}"
-    cmd = [str(build.compiler), "-std=c11", "-D_GNU_SOURCE", "-pthread", *build.spec.cflags,
-           f"-I{INCLUDE}", str(SOURCE)]
-    if api:
-        cmd += ["-DFORK_HAK_API", str(build.lib), f"-Wl,-rpath,{build.dir}"]
-    cmd += [*build.spec.ldflags, "-ldl", "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"compiling the fork stress failed:\n{proc.stderr}"
-    return exe
+    return compile_against(build, SOURCE, exe, *(["-DFORK_HAK_API"] if api else []), link=api)
 
 
 def run_fork_stress(exe: Path, build: Build, forks: int, scenario: str, seed: int,

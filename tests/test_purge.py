@@ -21,21 +21,15 @@ from pathlib import Path
 import pytest
 
 from harness.build import Build
+from tests.fixtures.cprog import compile_against
 
 HERE = Path(__file__).resolve().parent
-INCLUDE = HERE.parent / "src_c" / "include"
 RSS = re.compile(r"rss: scenario=\S+ mode=\S+ baseline_kib=(\d+) peak_kib=(\d+) "
                  r"after_kib=(\d+) waited_ms=(\d+) live=(\d+)")
 
 
 def compile_c(build: Build, source: Path, out: Path) -> Path:
-    exe = out / f"{source.stem}-{build.name}"
-    cmd = [str(build.compiler), "-std=c11", "-D_GNU_SOURCE", "-pthread", *build.spec.cflags,
-           f"-I{INCLUDE}", str(source), str(build.lib), f"-Wl,-rpath,{build.dir}",
-           *build.spec.ldflags, "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"compiling {source.name} failed:\n{proc.stderr}"
-    return exe
+    return compile_against(build, source, out / f"{source.stem}-{build.name}")
 
 
 def run(exe: Path, *args: str) -> tuple[subprocess.CompletedProcess, tuple[int, ...] | None]:

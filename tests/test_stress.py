@@ -16,22 +16,16 @@ from pathlib import Path
 import pytest
 
 from harness.build import Build
+from tests.fixtures.cprog import compile_against
 
 SOURCE = Path(__file__).resolve().parent / "stress" / "stress.c"
-INCLUDE = Path(__file__).resolve().parents[1] / "src_c" / "include"
 #: (threads, ops per thread, rounds): sized to finish in seconds under each sanitizer.
 SHAPE = {"release": (8, 40_000, 3), "debug": (4, 40_000, 3), "asan": (4, 40_000, 3),
          "tsan": (4, 15_000, 3), "ubsan": (4, 40_000, 3)}
 
 
 def compile_stress(build: Build, out: Path) -> Path:
-    exe = out / f"stress-{build.name}"
-    cmd = [str(build.compiler), "-std=c11", "-D_GNU_SOURCE", "-pthread", *build.spec.cflags,
-           f"-I{INCLUDE}", str(SOURCE), str(build.lib), f"-Wl,-rpath,{build.dir}",
-           *build.spec.ldflags, "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"compiling the stress program failed:\n{proc.stderr}"
-    return exe
+    return compile_against(build, SOURCE, out / f"stress-{build.name}")
 
 
 @pytest.mark.parametrize("variant", sorted(SHAPE))
