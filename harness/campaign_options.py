@@ -52,7 +52,8 @@ every flag:
   --corpus DIR      corpus folder (default campaigns/<key>/corpus; resumed across runs)
   --campaigns DIR   where campaign folders go (default campaigns/)
   --regressions DIR where new reproducers are written (default regressions/)
-  --timeout S       per-input timeout inside the fuzzer (default 10 s; a hang is a crash)
+  --timeout S       per-input timeout inside the fuzzer (default 25 s; a hang is a crash:
+                    a loop program of a million ops takes seconds on a sanitized build)
   --triage-runs N   fresh-process replays per crash for reliability (default 3)
   --minimize-time S time budget for minimizing each distinct crash (default 300)
   --stop-on-find    stop fuzzing at the first crash that reproduces in a fresh process
@@ -86,7 +87,7 @@ class CampaignOptions:
     corpus: str | None = None
     campaigns: str | None = None
     regressions: str | None = None
-    timeout: float = 10.0
+    timeout: float = 25.0
     triage_runs: int = 3
     minimize_time: float = 300.0
     stop_on_find: bool = False
@@ -159,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     a("--corpus", default=None, metavar="DIR", help="corpus folder (resumed)")
     a("--campaigns", default=None, metavar="DIR", help="campaign folders root")
     a("--regressions", default=None, metavar="DIR", help="where reproducers are written")
-    a("--timeout", type=float, default=10.0, metavar="S", help="per-input timeout")
+    a("--timeout", type=float, default=25.0, metavar="S", help="per-input timeout")
     a("--triage-runs", type=int, default=3, metavar="N", help="replays per crash")
     a("--minimize-time", type=float, default=300.0, metavar="S", help="minimize budget")
     a("--stop-on-find", action="store_true", help="stop fuzzing at the first reproduced crash")

@@ -57,7 +57,7 @@
 
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
-#define HAKX_MAX_OPS 2097152       /* 2^21: ops of an expanded program */
+#define HAKX_MAX_OPS 1048576       /* 2^20: ops of an expanded program (seconds under a sanitizer) */
 #define HAKX_MAX_FORKS 2           /* fork ops that take effect per run; later ones are skipped */
 
 enum hakx_opcode {
