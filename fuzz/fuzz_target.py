@@ -11,6 +11,7 @@ job sees the same target:
     HAKMEM_FUZZ_THREADS  at most this many program threads (byte 0 is folded), 0 = any
     HAKMEM_FUZZ_TARGET   optional foreign allocator (black-box), with HAKMEM_FUZZ_PREFIX
     HAKMEM_FUZZ_WHITEBOX 1 (default) or 0
+    HAKMEM_FUZZ_LIFELINE a descriptor that reads EOF when the campaign driver is gone
 
 A failed check raises :class:`CheckFailed` (libFuzzer records a crash input); sanitizer
 reports and signals are caught by libFuzzer directly. The library is dlopen()ed before
@@ -20,7 +21,9 @@ are libFuzzer's own.
 """
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import atheris  # noqa: E402
 
 from harness.binding import load, run_program  # noqa: E402
+from harness.libfuzzer import LIFELINE_ENV  # noqa: E402
 from harness.program import from_fuzz_input  # noqa: E402
 from harness.target import Target  # noqa: E402
 
@@ -51,7 +55,18 @@ def test_one_input(data: bytes) -> None:
         raise CheckFailed(f"check {v.check}: {v.message}")
 
 
+def _end_with_the_driver(fd: int) -> None:
+    """Kills this process's session (libFuzzer and all its jobs) once the driver is gone:
+    a driver killed by SIGKILL cannot stop them itself."""
+    while os.read(fd, 1):
+        pass
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
 def main() -> None:
+    if LIFELINE_ENV in os.environ:
+        threading.Thread(target=_end_with_the_driver, args=(int(os.environ[LIFELINE_ENV]),),
+                         daemon=True).start()
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 

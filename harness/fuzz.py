@@ -39,6 +39,7 @@ from harness.checks import replay
 from harness.child import child_env
 from harness.fuzzlibs import fuzz_env, native_runtime
 from harness.libfuzzer import (
+    LIFELINE_ENV,
     SEED_CRASH_PREFIX,
     SEEDS,
     CampaignDirs,
@@ -160,9 +161,18 @@ class _Run:
             self.stats.base_execs = self.stats.execs
         with open(self.c.dirs.run_dir / "command.txt", "a") as f:
             f.write(shlex.join(cmd) + "\n")
-        proc = subprocess.Popen(cmd, cwd=str(self.c.dirs.run_dir), env=self.c.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        # libFuzzer and its fork-mode jobs run in a session of their own (a Ctrl-C is the
+        # driver's to forward). The lifeline's read end is all they inherit of the driver:
+        # it reads EOF once the driver is gone, even by SIGKILL, and the target then kills
+        # its session (fuzz/fuzz_target.py), so no job outlives the campaign.
+        lifeline, keep = os.pipe()
+        try:
+            proc = subprocess.Popen(cmd, cwd=str(self.c.dirs.run_dir),
+                                    env={**self.c.env, LIFELINE_ENV: str(lifeline)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=(lifeline,))
+        finally:
+            os.close(lifeline)
         assert proc.stdout is not None
         reader = threading.Thread(target=read_log, args=(proc.stdout, self.log_path, self.stats),
                                   daemon=True)
@@ -192,6 +202,7 @@ class _Run:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        os.close(keep)
         reader.join(timeout=5)
         return proc.returncode, interrupted
 
@@ -278,9 +289,16 @@ def campaign(c: Campaign, argv: Sequence[str] = ()) -> CampaignSummary:
     return summary
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = parse(argv)
+    # SIGTERM (a CI job's cancel, a test's kill) ends the campaign as Ctrl-C does: the
+    # fuzzer is stopped and what it found is still triaged and written.
+    signal.signal(signal.SIGTERM, _interrupt)
     return cli.run(lambda: 1 if campaign(setup(opts), argv).new_distinct else 0, findings=True)
 
 

@@ -31,7 +31,7 @@ from harness import PROJECT_ROOT
 from harness.campaign_options import CampaignOptions
 from harness.program import RECORD
 
-__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "SEEDS", "SEED_CRASH_PREFIX",
+__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "LIFELINE_ENV", "SEEDS", "SEED_CRASH_PREFIX",
            "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts", "campaign_key", "command",
            "read_log"]
 
@@ -44,6 +44,8 @@ CAMPAIGNS = PROJECT_ROOT / "campaigns"
 ARTIFACT_PREFIXES = ("crash-", "timeout-", "oom-", "leak-")
 #: crash files of seeds that failed as they are (the rest are libFuzzer's crash-<sha1>)
 SEED_CRASH_PREFIX = "crash-seed-"
+#: names the descriptor on which the fuzz target reads EOF once the campaign driver is gone
+LIFELINE_ENV = "HAKMEM_FUZZ_LIFELINE"
 
 
 @dataclasses.dataclass(frozen=True)

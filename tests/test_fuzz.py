@@ -6,8 +6,11 @@ the real regressions/."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,9 @@ from harness.regression_check import check_regression
 from harness.regressions import Regression
 
 
-def fuzz(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[int, str, dict]:
+def fuzz(tmp_path: Path, *args: str, timeout: float = 1200) -> tuple[int, str, dict]:
+    """Run a campaign; ``timeout`` only catches a hung driver (--max-time bounds the
+    fuzzing, but triage and minimization run 4x slower on a loaded 2-core machine)."""
     cmd = [sys.executable, "-m", "harness.fuzz", "--campaigns", str(tmp_path / "campaigns"),
            "--regressions", str(tmp_path / "regs"), "--no-progress", "--seed", "1", *args]
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True,
@@ -109,3 +114,65 @@ def test_libfuzzer_command_modes(tmp_path):
     assert "-max_total_time=12" in inproc
     assert str(SEEDS) not in cmd("--no-seeds")
     assert inproc[-1] == str(tmp_path / "corpus") or inproc[-2] == str(tmp_path / "corpus")
+
+
+def _sessions() -> dict[int, list[int]]:
+    """Session id -> the pids in it, read from /proc."""
+    out: dict[int, list[int]] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out.setdefault(int(fields[3]), []).append(int(d.name))
+    return out
+
+
+def _wait_for(cond, what: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def _start_campaign(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """A campaign on the clean fixture, once libFuzzer's fork mode runs a job; returns
+    the driver and libFuzzer's session id."""
+    cmd = [sys.executable, "-m", "harness.fuzz", "--campaigns", str(tmp_path / "campaigns"),
+           "--regressions", str(tmp_path / "regs"), "--no-progress", "--build", "asan",
+           "--target", "fixture:good", "--max-time", "600"]
+    driver = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    sid: list[int] = []
+
+    def job_running() -> bool:
+        assert driver.poll() is None, driver.communicate()[1]
+        sid[:] = [k for k, pids in _sessions().items()
+                  if k != os.getsid(0) and any(_ppid(p) == driver.pid for p in pids)]
+        return bool(sid) and len(_sessions().get(sid[0], [])) >= 2  # main + a job
+    _wait_for(job_running, "libFuzzer started no fork-mode job")
+    return driver, sid[0]
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return -1
+
+
+def test_no_fuzzer_process_outlives_a_killed_driver(tmp_path):
+    driver, sid = _start_campaign(tmp_path)
+    driver.kill()
+    driver.wait()
+    _wait_for(lambda: sid not in _sessions(), "libFuzzer or a job outlived the driver", 60)
+
+
+def test_sigterm_stops_the_campaign_and_writes_its_summary(tmp_path):
+    driver, sid = _start_campaign(tmp_path)
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err
+    s = json.loads(next((tmp_path / "campaigns").glob("*/runs/*/summary.json")).read_text())
+    assert s["interrupted"] is True and s["elapsed"] < 600
+    _wait_for(lambda: sid not in _sessions(), "libFuzzer or a job outlived the campaign", 60)
