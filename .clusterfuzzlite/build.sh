@@ -29,7 +29,9 @@
 # and, shared by the targets: libhakmem_mutator.so (fuzz/mutator.c, the record-aware custom
 # mutator the wrapper preloads), sanitizer_with_fuzzer.so and llvm-symbolizer (put there by
 # the compile step on the fleet; copied from atheris / PATH here when missing, natively).
-set -o pipefail
+# The shebang's -eu is lost when the script is run as `bash build.sh` (the tests do; the
+# compile step runs `bash -eux`): state it here so that both stop at the first failure.
+set -euo pipefail
 
 die() {
     echo "build.sh: error: $*" >&2
@@ -113,9 +115,14 @@ for src in "$root"/src_c/alloc/*.c "$root"/src_c/executor/*.c; do
     $CC "${cflags[@]}" "${base[@]}" -c "$src" -o "$obj" &
     pids+=($!)
     # Two compiles at a time: these machines (and CI runners) have two cores.
-    if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    if [ ${#pids[@]} -ge 2 ]; then
+        wait "${pids[0]}" || die "compiling the allocator and executor failed (the compiler said why above)"
+        pids=("${pids[@]:1}")
+    fi
 done
-for pid in "${pids[@]}"; do wait "$pid"; done
+for pid in "${pids[@]}"; do
+    wait "$pid" || die "compiling the allocator and executor failed (the compiler said why above)"
+done
 lib=$build/libhakmem.so
 $CC "${cflags[@]}" -shared -fPIC -pthread -Wl,-Bsymbolic-functions \
     -Wl,-soname,libhakmem.so -o "$lib" "${objs[@]}"

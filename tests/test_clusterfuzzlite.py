@@ -174,6 +174,14 @@ def test_a_library_without_coverage_instrumentation_is_refused(tmp_path: Path) -
     assert not list((tmp_path / "out").glob("hakmem_*")), "a refused build shipped a target"
 
 
+def test_a_compile_error_stops_the_build(tmp_path: Path) -> None:
+    proc = run_build(tmp_path, CFLAGS=OSS_FUZZ_CFLAGS + " -include /nonexistent/hakmem.h",
+                     HAKMEM_FUZZERS="lockstep")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "compiling the allocator and executor failed" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "out").iterdir()), "a failed build went on"
+
+
 # --------------------------------------------------------------------------- the build
 
 
