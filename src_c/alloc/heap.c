@@ -267,6 +267,8 @@ static void *refill_locked(struct hak_heap *heap, int size_class)
             atomic_fetch_sub_explicit(&slab->ss->active, n, memory_order_relaxed);
             atomic_fetch_add_explicit(&started->ss->active, n, memory_order_relaxed);
         }
+        if (HAK_INJECT_REFILL_DRIFT && n && heap->slow_ops % 256 == 0)
+            slab->used++;
         if (n) {
             tc->top = tc->base + n - 1;
             return *tc->top;
@@ -411,7 +413,8 @@ static void abandon_list(struct hak_slab_list *list)
         struct hak_slab *next = slab->next;
         slab->full = false;
         atomic_store_explicit(&slab->owner, NULL, memory_order_release);
-        hak_slab_publish(slab);
+        if (!HAK_INJECT_HEAP_ID_RECYCLE)
+            hak_slab_publish(slab);
         abandoned_push(slab);
         hak_purge_note();
         slab = next;

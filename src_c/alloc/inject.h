@@ -102,4 +102,30 @@
 #define HAK_INJECT_EARLY_PURGE 0
 #endif
 
+/* refill_drift (heap.c): the ancestor's periodic bulk refill statistics.
+ * Every 256th slow path of a heap counts the block the refill hands straight
+ * to the caller a second time in its slab's `used`, so `used` drifts up by
+ * one per 256 slow paths. Only a long-lived thread gets there: a heap starts
+ * at 0 slow paths, thread churn gives each new thread a reset heap, and a
+ * refill moves a batch of up to half a cache (33-129 blocks), so the first
+ * drift needs tens of thousands of mallocs in one thread.
+ * Seen by: heap_check (used + free != carved), counters; the slab is never
+ * released again (a leak). */
+#ifndef HAK_INJECT_REFILL_DRIFT
+#define HAK_INJECT_REFILL_DRIFT 0
+#endif
+
+/* heap_id_recycle (heap.c): abandonment clears a slab's owner but leaves its
+ * unit keys naming the exiting heap ("the adopter republishes them anyway").
+ * The heap is recycled with its id for the next new thread, whose frees of
+ * blocks in those abandoned slabs then match its own key: it caches them on
+ * the fast path as their owner, while the slab is on the abandoned list (and
+ * maybe adopted by another thread). Needs thread churn: a block allocated
+ * before a thread_exit and freed after it. Seen by: heap_check (a cached block
+ * of a slab the heap does not own), counters; overlap once the slab has two
+ * users. */
+#ifndef HAK_INJECT_HEAP_ID_RECYCLE
+#define HAK_INJECT_HEAP_ID_RECYCLE 0
+#endif
+
 #endif
