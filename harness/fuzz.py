@@ -48,7 +48,7 @@ from harness.libfuzzer import (
     command,
     read_log,
 )
-from harness.lifecycle import CrashLifecycle
+from harness.lifecycle import CrashLifecycle, hang_timeout
 from harness.program import decode, from_fuzz_input
 from harness.regressions import REGRESSIONS, git_revision, known_bugs
 from harness.report import CampaignSummary, write
@@ -108,7 +108,7 @@ def _check_seeds(c: Campaign, say: Callable[[str], None]) -> None:
     for seed in sorted(SEEDS.glob("*")) if SEEDS.is_dir() else []:
         data, mode = from_fuzz_input(seed.read_bytes(), c.opts.mode, c.opts.threads)
         repeats = CONCURRENT_REPEATS if mode == "concurrent" else 1
-        timeout = max(2.0, c.opts.timeout + 1) * (3 if repeats > 1 else 1)
+        timeout = hang_timeout(c.opts.timeout) * (3 if repeats > 1 else 1)
         out = replay(decode(data), c.build, mode, repeats, timeout, target=c.target)
         if not out.passed and not out.harness_trouble:
             name = SEED_CRASH_PREFIX + seed.stem

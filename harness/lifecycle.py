@@ -38,17 +38,25 @@ from harness.triage import (
     signature_frames,
 )
 
-__all__ = ["CrashLifecycle", "replay_timeout"]
+__all__ = ["CrashLifecycle", "hang_timeout", "replay_timeout"]
 
 Say = Callable[[str], None]
 #: repeats per replay stop growing here (a race that needs more is kept as it is)
 MAX_CONFIRM_REPEATS = 1280
 
 
+def hang_timeout(fuzz_timeout: float) -> float:
+    """How long a replay may run before it counts as a hang: several times what the fuzzer
+    gave the input, so that a legitimately slow program (a long loop of large blocks on a
+    loaded machine, where a fresh process also pays its start-up) finishes and is dropped
+    instead of kept as a hang."""
+    return max(5.0, 4 * fuzz_timeout)
+
+
 def replay_timeout(path: Path, fuzz_timeout: float) -> float:
-    """Per-replay timeout for a crash file: a hang gets a little more than the fuzzer gave
-    it; anything else 30 s."""
-    return max(5.0, fuzz_timeout + 2) if path.name.startswith("timeout-") else 30.0
+    """Per-replay timeout for a crash file: :func:`hang_timeout` for the fuzzer's timeouts,
+    anything else 30 s."""
+    return hang_timeout(fuzz_timeout) if path.name.startswith("timeout-") else 30.0
 
 
 class CrashLifecycle:
@@ -100,15 +108,16 @@ class CrashLifecycle:
         with open(self.dirs.crashes / "index.jsonl", "a") as f:
             f.write(json.dumps(entry.to_json(with_program=False)) + "\n")
 
-    def _reproduce(self, program: Program, mode: str, timeout: float) -> Reproduction:
+    def _reproduce(self, program: Program, mode: str, timeout: float,
+                   hang: bool) -> Reproduction:
         rep = reproduce(program, self.build, self.target, runs=self.opts.triage_runs,
-                        timeout=timeout, prefer=mode)
+                        timeout=timeout, prefer=mode, hang=hang)
         if rep.signature == "pass" and rep.trouble is not None:
             # the replay child could not run (e.g. the build is being redone by someone
             # else in this tree): wait for the build (it holds a lock), then retry once
             build(self.build.variant, self.build.inject, source=self.build.source)
             rep = reproduce(program, self.build, self.target, runs=self.opts.triage_runs,
-                            timeout=timeout, prefer=mode)
+                            timeout=timeout, prefer=mode, hang=hang)
         return rep
 
     def one(self, path: Path) -> None:
@@ -117,7 +126,7 @@ class CrashLifecycle:
         data, mode = from_fuzz_input(path.read_bytes(), self.opts.mode, self.opts.threads)
         program = decode(data)
         timeout = replay_timeout(path, self.opts.timeout)
-        rep = self._reproduce(program, mode, timeout)
+        rep = self._reproduce(program, mode, timeout, hang=path.name.startswith("timeout-"))
         entry = CrashEntry(str(path), rep.signature, str(rep.reliability), rep.mode,
                            rep.repeats, len(program.ops), round(t0 - self.start, 2))
         if rep.signature == "pass":

@@ -132,12 +132,16 @@ CONCURRENT_REPEATS = 20
 
 def reproduce(program: Program, build: Build, target: Target, runs: int = 3,
               concurrent_repeats: int = CONCURRENT_REPEATS, timeout: float = 30.0,
-              prefer: str = "lockstep") -> Reproduction:
+              prefer: str = "lockstep", hang: bool = False) -> Reproduction:
     """Lockstep first, then concurrent; the first mode that reproduces the crash reliably
-    wins, else the one that reproduced it most often."""
+    wins, else the one that reproduced it most often.
+
+    ``hang``: the fuzzer timed the input out. It is replayed once, in the mode it was
+    fuzzed in (``prefer``): run ``concurrent_repeats`` times in one process, or in the
+    other mode, a slow program would outlast ``timeout`` without hanging."""
     best = Reproduction("pass", prefer, 1, Reliability(0, runs))
-    for mode in ("lockstep", "concurrent"):
-        repeats = 1 if mode == "lockstep" else concurrent_repeats
+    for mode in (prefer,) if hang else ("lockstep", "concurrent"):
+        repeats = 1 if mode == "lockstep" or hang else concurrent_repeats
         counts: collections.Counter[str] = collections.Counter()
         first: dict[str, Outcome] = {}
         for _ in range(runs):

@@ -18,6 +18,7 @@ import pytest
 from harness import PROJECT_ROOT
 from harness.campaign_options import parse
 from harness.libfuzzer import SEEDS, CampaignDirs, command
+from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
 from harness.regressions import Regression
 
@@ -97,6 +98,22 @@ def test_crashing_or_hanging_target_does_not_end_the_campaign(tmp_path, fixture,
     assert s["elapsed"] >= 10, "the campaign kept fuzzing after the first crash"
     reg = Regression.read(sorted((tmp_path / "regs").glob("*.json"))[0])
     assert reg.signature.startswith(sig)
+
+
+def test_a_slow_program_is_not_kept_as_a_hang(tmp_path):
+    # The fixture's free of a 4000-byte block takes 6 s: libFuzzer (3 s timeout) records a
+    # timeout on the corpus input below, and its replay (hang_timeout: 12 s) finishes, so
+    # nothing is a finding. (Replayed within the fuzzer's timeout + 2 s, it was kept.)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    slow = Program(1, (Op("malloc", 0, 0, 4000), Op("free", 0, 0)))
+    (corpus / "slow").write_bytes(encode(slow))
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--target", "fixture:slow", "--no-seeds",
+                      "--corpus", str(corpus), "--mode", "lockstep", "--max-time", "10",
+                      "--timeout", "3", "--triage-runs", "1")
+    assert s["crash_files"] >= 1, out
+    assert rc == 0 and s["new_distinct"] == 0, out
+    assert not list((tmp_path / "regs").glob("*.json"))
 
 
 def test_libfuzzer_command_modes(tmp_path):
