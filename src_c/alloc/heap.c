@@ -76,7 +76,9 @@ static struct hak_heap *heap_struct_alloc(void)
     heap_arena_left -= sz;
     /* A heap keeps its id when recycled; id 0 means "no owner" in unit keys.
      * A recycled heap owns no slab and no unit key names it (abandonment
-     * republishes every key of its slabs first), so its id is free to reuse. */
+     * republishes every key of its slabs first), so its id is free to reuse.
+     * Ids stop below 0xffff: no unit key then has bits 12-31 all ones, which
+     * hak_free_fast's test needs for the id-less free_key UINT32_MAX. */
     h->free_key = ++heap_ids < UINT16_MAX ? heap_ids << HAK_KEY_OWNER_SHIFT : UINT32_MAX;
     return h;
 }

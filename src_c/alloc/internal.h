@@ -571,9 +571,14 @@ static inline bool hak_free_fast(void *ptr)
         return false;
     uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
     struct hak_heap *heap = hak_tl_heap;
-    if (HAK_UNLIKELY((key & ~(uint32_t)HAK_KEY_CACHE) != heap->free_key))
+    /* key's bits 12-31 equal free_key's (whose bits 0-15 are 0) exactly when
+     * the xor is at most HAK_KEY_CACHE, and then it is the cache offset: the
+     * test and the offset in one instruction. free_key UINT32_MAX passes no
+     * key: ids stop below 0xffff, so no key's bits 12-31 are all ones. */
+    uint32_t offset = key ^ heap->free_key;
+    if (HAK_UNLIKELY(offset > HAK_KEY_CACHE))
         return false;
-    struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + (key & HAK_KEY_CACHE));
+    struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + offset);
     hak_poison(ptr, hak_class_size[tc - heap->tc]);
     hak_cache_push(heap, tc, ptr);
     return true;
