@@ -258,9 +258,12 @@ struct hak_slab_list {
 
 struct hak_heap {
     struct hak_tcache tc[HAK_CLASSES];
-    uint32_t free_key;      /* its id << HAK_KEY_OWNER_SHIFT; UINT32_MAX (matches
+    uint64_t free_key;      /* its id << HAK_KEY_OWNER_SHIFT; UINT32_MAX (matches
                              * no unit key) for the empty heap, and for heaps
-                             * created once the 16-bit ids ran out */
+                             * created once the 16-bit ids ran out. A 32-bit
+                             * value in 64 bits (the padding before partial[]):
+                             * free's xor with the zero-extended key then needs
+                             * no extension of its own */
     struct hak_slab_list partial[HAK_CLASSES]; /* may have free blocks; head is current */
     struct hak_slab_list full[HAK_CLASSES];    /* had none at last look */
     uint64_t serial;
@@ -440,7 +443,7 @@ extern struct hak_heap *hak_heaps;    /* heap lock */
 struct hak_heap *hak_heap_get(void);
 void *hak_tcache_refill(struct hak_heap *heap, int size_class);
 void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep);
-void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block);
+void hak_tcache_push_full(void *block, struct hak_heap *heap, int size_class);
 void hak_heap_flush_all(struct hak_heap *heap);
 void hak_heap_abandon(struct hak_heap *heap);
 void hak_heap_slab_emptied(struct hak_heap *heap, struct hak_slab *slab);
@@ -556,7 +559,7 @@ static inline void hak_cache_push(struct hak_heap *heap, struct hak_tcache *tc, 
         tc->top = top + 1;
         return;
     }
-    hak_tcache_push_full(heap, (int)(tc - heap->tc), base);
+    hak_tcache_push_full(base, heap, (int)(tc - heap->tc));
 }
 
 /* Frees a plain block of a slab the calling thread owns, from the unit key
@@ -575,7 +578,7 @@ static inline bool hak_free_fast(void *ptr)
      * the xor is at most HAK_KEY_CACHE, and then it is the cache offset: the
      * test and the offset in one instruction. free_key UINT32_MAX passes no
      * key: ids stop below 0xffff, so no key's bits 12-31 are all ones. */
-    uint32_t offset = key ^ heap->free_key;
+    uint64_t offset = key ^ heap->free_key;
     if (HAK_UNLIKELY(offset > HAK_KEY_CACHE))
         return false;
     struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + offset);

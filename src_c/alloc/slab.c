@@ -91,7 +91,7 @@ void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t 
 uint32_t hak_slab_key(const struct hak_slab *slab)
 {
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
-    uint32_t key = owner ? owner->free_key : 0;
+    uint32_t key = owner ? (uint32_t)owner->free_key : 0;
     if (key == UINT32_MAX)
         key = HAK_KEY_SLOW; /* an owner without an id: its frees take the slow path */
     if (atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))
