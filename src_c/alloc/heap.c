@@ -76,7 +76,9 @@ static struct hak_heap *heap_struct_alloc(void)
     heap_arena_left -= sz;
     /* A heap keeps its id when recycled; id 0 means "no owner" in unit keys.
      * A recycled heap owns no slab and no unit key names it (abandonment
-     * republishes every key of its slabs first), so its id is free to reuse. */
+     * republishes every key of its slabs first), so its id is free to reuse.
+     * Ids stop below 0xffff: no unit key then has bits 12-31 all ones, which
+     * hak_free_fast's test needs for the id-less free_key UINT32_MAX. */
     h->free_key = ++heap_ids < UINT16_MAX ? heap_ids << HAK_KEY_OWNER_SHIFT : UINT32_MAX;
     return h;
 }
@@ -87,7 +89,7 @@ static struct hak_heap *heap_new_locked(void)
     struct hak_heap *heap = heap_struct_alloc();
     if (!heap)
         return NULL;
-    uint32_t free_key = heap->free_key;
+    uint64_t free_key = heap->free_key;
     memset(heap, 0, sizeof *heap);
     heap->free_key = free_key;
     pthread_mutex_init(&heap->lock, NULL);
@@ -361,8 +363,10 @@ void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep)
     hak_heap_unlock(heap);
 }
 
-/* free() found the cache full: return its older half, then cache `block`. */
-void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block)
+/* free() found the cache full: return its older half, then cache `block`.
+ * The block comes first, where free had it: the fast path's two exits (this
+ * and hak_free) then need no register move. */
+void hak_tcache_push_full(void *block, struct hak_heap *heap, int size_class)
 {
     struct hak_tcache *tc = &heap->tc[size_class];
     hak_heap_lock(heap);

@@ -132,14 +132,13 @@ static void check_ownership(struct walk *w, const struct hak_slab *slab,
 static uint64_t check_slab(struct walk *w, struct hak_superslab *ss, unsigned first)
 {
     struct hak_slab *slab = &hak_ss_slabs(ss)[first];
-    uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first << HAK_UNIT_SHIFT);
-    uintptr_t start = first == 0 ? unit0 + HAK_SS_HEADER_BYTES : unit0;
-    uintptr_t end = unit0 + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
+    uintptr_t start = (uintptr_t)ss + ((uintptr_t)first << HAK_UNIT_SHIFT);
+    uintptr_t end = start + ((uintptr_t)slab->units << HAK_UNIT_SHIFT);
     int c = slab->size_class;
     if (c >= HAK_CLASSES || slab->block_size != hak_class_size[c] || slab->start != start ||
         slab->capacity != (end - start) / slab->block_size || slab->ss != ss ||
         slab->units != hak_class_units[c]) {
-        fail(w, unit0, "superslab %#lx slab %u: geometry corrupt (class %d, %u B, start %#lx)",
+        fail(w, start, "superslab %#lx slab %u: geometry corrupt (class %d, %u B, start %#lx)",
              (unsigned long)ss, first, c, slab->block_size, (unsigned long)slab->start);
         return slab->used;
     }
@@ -177,9 +176,18 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
         fail(w, a, "superslab %#lx: bad magic, alignment or registry entry", (unsigned long)a);
         return;
     }
+    /* The header's units are no slab's: unit_slab and lead say so, and their
+     * key is 0 (matches no heap's free_key: the free fast path relies on it). */
+    for (unsigned u = 0; u < HAK_FIRST_UNIT; u++)
+        if (ss->unit_slab[u] != HAK_UNIT_FREE || hak_ss_slabs(ss)[u].lead != HAK_UNIT_FREE ||
+            atomic_load_explicit(&hak_ss_keys(ss)[u], memory_order_relaxed)) {
+            fail(w, a, "superslab %#lx: header unit %u has a slab or a free-path key",
+                 (unsigned long)a, u);
+            return;
+        }
     uint32_t free_units = 0;
     uint64_t used = 0;
-    for (unsigned u = 0; u < HAK_UNITS; u++) {
+    for (unsigned u = HAK_FIRST_UNIT; u < HAK_UNITS; u++) {
         unsigned first = ss->unit_slab[u];
         uint32_t key = atomic_load_explicit(&hak_ss_keys(ss)[u], memory_order_relaxed);
         if (first == HAK_UNIT_FREE) {
@@ -207,9 +215,9 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
     if (free_units != ss->free_units)
         fail(w, a, "superslab %#lx: %u free units, free_units says %u", (unsigned long)a,
              free_units, ss->free_units);
-    if (ss->cached && free_units != HAK_UNITS)
+    if (ss->cached && free_units != HAK_UNITS - HAK_FIRST_UNIT)
         fail(w, a, "superslab %#lx is cached with %u units in use", (unsigned long)a,
-             HAK_UNITS - free_units);
+             HAK_UNITS - HAK_FIRST_UNIT - free_units);
     uint64_t active = atomic_load_explicit(&ss->active, memory_order_relaxed);
     if (active != used)
         fail(w, a, "superslab %#lx: active %llu != sum of its slabs' used %llu", (unsigned long)a,

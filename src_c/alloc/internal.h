@@ -2,7 +2,14 @@
  *
  * Memory layout
  *   superslab  a 2 MiB region aligned to 2 MiB, split into 32 units of 64 KiB.
- *              Its header (struct hak_superslab) sits at the start of unit 0.
+ *              Unit 0 holds its header (struct hak_superslab, the unit keys and
+ *              the descriptors: about 8 KiB, up to 3 pages resident, the rest
+ *              of the unit never touched) and is never part of a slab, so every
+ *              slab starts on a unit boundary and no block shares a unit with
+ *              the header: the free fast path needs no header test, and a
+ *              slab's block layout does not depend on where it was placed.
+ *              The price is 56 KiB of address space per superslab, and 31
+ *              units for slabs instead of 31.9.
  *   slab       a run of 1..8 contiguous units serving one size class. Any
  *              class can take units of any superslab (shared pool). The slab
  *              descriptor lives in the superslab header, indexed by its first
@@ -53,6 +60,7 @@ enum {
     HAK_SS_SHIFT = 21,
     HAK_UNIT_SHIFT = 16,
     HAK_UNITS = 32,
+    HAK_FIRST_UNIT = 1, /* unit 0 is the header's */
     HAK_MAX_SLAB_UNITS = 8,
     HAK_TINY_CLASSES = 20,
     HAK_CLASSES = 44, /* <= HAK_NUM_CLASSES */
@@ -120,13 +128,16 @@ struct hak_superslab {
     struct hak_superslab *next;     /* all mapped superslabs (pool lock) */
     struct hak_superslab *prev;
     _Atomic uint64_t active;
-    uint32_t free_units;            /* pool lock */
+    uint32_t free_units;            /* pool lock: free slab units, at most
+                                     * HAK_UNITS - HAK_FIRST_UNIT (empty) */
     uint32_t dirty_units;           /* pool lock: free units whose pages may be
                                      * resident (a bit per unit; purge.c) */
     uint64_t dirty_ms;              /* pool lock: 0, then when a purge pass first
                                      * saw dirty units (or the superslab cached) */
     bool cached;                    /* empty and parked in the superslab cache */
-    uint8_t unit_slab[HAK_UNITS];   /* first unit of the slab covering a unit */
+    uint8_t unit_slab[HAK_UNITS];   /* first unit of the slab covering a unit;
+                                     * HAK_UNIT_FREE for a free unit and, for
+                                     * good, for the units before HAK_FIRST_UNIT */
     /* then, at its colour's offset (hak_ss_slabs), the HAK_UNITS slab descriptors */
 };
 _Static_assert(sizeof(struct hak_slab) == 128, "descriptor index is a shift");
@@ -161,11 +172,13 @@ static inline uint32_t hak_remote_pending(const struct hak_slab *slab)
 enum { HAK_SS_COLORS = 32 };
 #define HAK_SS_COLORED_OFFSET ((sizeof(struct hak_superslab) + 63) & ~(size_t)63)
 #define HAK_SS_KEYS_BYTES (HAK_UNITS * sizeof(uint32_t))
-/* Bytes before the first block of unit 0: room for keys and descriptors at
- * any colour. */
+/* The header's bytes: room for keys and descriptors at any colour. The rest
+ * of unit 0 is never written (and stays poisoned under ASan). */
 #define HAK_SS_HEADER_BYTES                                                          \
     (HAK_SS_COLORED_OFFSET + HAK_SS_COLORS * HAK_SS_KEYS_BYTES +                     \
      HAK_UNITS * sizeof(struct hak_slab))
+_Static_assert(HAK_SS_HEADER_BYTES <= HAK_FIRST_UNIT * HAK_UNIT_SIZE,
+               "the header fits in the units before the first slab unit");
 
 static inline unsigned hak_ss_color(uintptr_t a)
 {
@@ -185,9 +198,12 @@ static inline uintptr_t hak_ss_colored(const struct hak_superslab *ss)
  *   bit  12     HAK_KEY_SLOW: the slab handed out an aligned interior pointer
  *   bits 0-11   the byte offset of the class's cache in struct hak_heap
  *               (class * sizeof(struct hak_tcache)), so free indexes it as is
- * 0 for a free unit. Whoever changes a slab's owner, class or has_aligned
- * republishes its key (hak_slab_publish); hak_heap_check verifies every key
- * against the descriptors. */
+ * 0 for a free unit and for unit 0 (the header's, never a slab: its key is
+ * never written): no heap's free_key is 0 (ids start at 1), so a free of a
+ * header address fails the fast path's one comparison. Whoever changes a
+ * slab's owner, class or has_aligned republishes its key (hak_slab_publish);
+ * hak_heap_check verifies every key against the descriptors, unit 0's
+ * included. */
 enum { HAK_KEY_CACHE = 0xfff, HAK_KEY_SLOW = 1u << 12, HAK_KEY_OWNER_SHIFT = 16 };
 
 static inline _Atomic uint32_t *hak_ss_keys(const struct hak_superslab *ss)
@@ -242,9 +258,12 @@ struct hak_slab_list {
 
 struct hak_heap {
     struct hak_tcache tc[HAK_CLASSES];
-    uint32_t free_key;      /* its id << HAK_KEY_OWNER_SHIFT; UINT32_MAX (matches
+    uint64_t free_key;      /* its id << HAK_KEY_OWNER_SHIFT; UINT32_MAX (matches
                              * no unit key) for the empty heap, and for heaps
-                             * created once the 16-bit ids ran out */
+                             * created once the 16-bit ids ran out. A 32-bit
+                             * value in 64 bits (the padding before partial[]):
+                             * free's xor with the zero-extended key then needs
+                             * no extension of its own */
     struct hak_slab_list partial[HAK_CLASSES]; /* may have free blocks; head is current */
     struct hak_slab_list full[HAK_CLASSES];    /* had none at last look */
     uint64_t serial;
@@ -305,9 +324,11 @@ static inline struct hak_superslab *hak_superslab_of(const void *p)
     return hak_registered((uintptr_t)p) ? hak_superslab_at((uintptr_t)p) : NULL;
 }
 
-/* Slab covering p, or NULL when p lies in the header or a free unit. The
- * descriptor address is computed from p; only units after the first of a
- * multi-unit slab take a second (forwarding) load. */
+/* Slab covering p, or NULL when p lies in the header's unit or a free unit
+ * (the lead of both is HAK_UNIT_FREE). The descriptor address is computed
+ * from p; only units after the first of a multi-unit slab take a second
+ * (forwarding) load. A slab starts at its first unit, so p is never before
+ * its start. */
 static inline struct hak_slab *hak_slab_in(struct hak_superslab *ss, const void *p)
 {
     uintptr_t unit = ((uintptr_t)p - (uintptr_t)ss) >> HAK_UNIT_SHIFT;
@@ -319,8 +340,6 @@ static inline struct hak_slab *hak_slab_in(struct hak_superslab *ss, const void 
             return NULL;
         slab = &slabs[lead];
     }
-    if (HAK_UNLIKELY((uintptr_t)p < slab->start))
-        return NULL;
     return slab;
 }
 
@@ -424,7 +443,7 @@ extern struct hak_heap *hak_heaps;    /* heap lock */
 struct hak_heap *hak_heap_get(void);
 void *hak_tcache_refill(struct hak_heap *heap, int size_class);
 void hak_tcache_flush(struct hak_heap *heap, int size_class, uint32_t keep);
-void hak_tcache_push_full(struct hak_heap *heap, int size_class, void *block);
+void hak_tcache_push_full(void *block, struct hak_heap *heap, int size_class);
 void hak_heap_flush_all(struct hak_heap *heap);
 void hak_heap_abandon(struct hak_heap *heap);
 void hak_heap_slab_emptied(struct hak_heap *heap, struct hak_slab *slab);
@@ -540,12 +559,14 @@ static inline void hak_cache_push(struct hak_heap *heap, struct hak_tcache *tc, 
         tc->top = top + 1;
         return;
     }
-    hak_tcache_push_full(heap, (int)(tc - heap->tc), base);
+    hak_tcache_push_full(base, heap, (int)(tc - heap->tc));
 }
 
 /* Frees a plain block of a slab the calling thread owns, from the unit key
- * alone. False for everything else (foreign, large, remote, aligned interior,
- * header addresses, and every free of a debug build): hak_free's slow path. */
+ * alone: one comparison with the heap's free_key rejects everything else
+ * (free units and the header's unit have key 0; foreign and large pointers
+ * are stopped by the registry; remote, aligned-interior and every free of a
+ * debug build): hak_free's slow path. */
 static inline bool hak_free_fast(void *ptr)
 {
     uintptr_t a = (uintptr_t)ptr;
@@ -553,10 +574,14 @@ static inline bool hak_free_fast(void *ptr)
         return false;
     uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
     struct hak_heap *heap = hak_tl_heap;
-    if (HAK_UNLIKELY((key & ~(uint32_t)HAK_KEY_CACHE) != heap->free_key ||
-                     (a & (HAK_SS_SIZE - 1)) < HAK_SS_HEADER_BYTES))
+    /* key's bits 12-31 equal free_key's (whose bits 0-15 are 0) exactly when
+     * the xor is at most HAK_KEY_CACHE, and then it is the cache offset: the
+     * test and the offset in one instruction. free_key UINT32_MAX passes no
+     * key: ids stop below 0xffff, so no key's bits 12-31 are all ones. */
+    uint64_t offset = key ^ heap->free_key;
+    if (HAK_UNLIKELY(offset > HAK_KEY_CACHE))
         return false;
-    struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + (key & HAK_KEY_CACHE));
+    struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + offset);
     hak_poison(ptr, hak_class_size[tc - heap->tc]);
     hak_cache_push(heap, tc, ptr);
     return true;

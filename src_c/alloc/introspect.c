@@ -102,7 +102,7 @@ HAK_API void hak_counters_snapshot(struct hak_counters *out)
     hak_pool_lock();
     for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next) {
         out->superslab_active += atomic_load_explicit(&ss->active, memory_order_relaxed);
-        for (unsigned u = 0; u < HAK_UNITS; u++) {
+        for (unsigned u = HAK_FIRST_UNIT; u < HAK_UNITS; u++) {
             struct hak_slab *slab = &hak_ss_slabs(ss)[u];
             if (ss->unit_slab[u] != u || !slab->units)
                 continue;

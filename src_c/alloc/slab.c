@@ -10,15 +10,15 @@
 void hak_slab_format(struct hak_slab *slab, struct hak_superslab *ss, unsigned first_unit,
                      unsigned units, int size_class)
 {
-    uintptr_t unit0 = (uintptr_t)ss + ((uintptr_t)first_unit << HAK_UNIT_SHIFT);
-    uintptr_t end = unit0 + ((uintptr_t)units << HAK_UNIT_SHIFT);
-    uintptr_t start = first_unit == 0 ? unit0 + HAK_SS_HEADER_BYTES : unit0;
+    /* Block 0 at the first unit's start (never a header unit), so a class
+     * has the same layout in every slab. */
+    uintptr_t start = (uintptr_t)ss + ((uintptr_t)first_unit << HAK_UNIT_SHIFT);
     uint32_t bs = hak_class_size[size_class];
     slab->free = NULL;
     slab->free_len = 0;
     slab->used = 0;
     slab->carved = 0;
-    slab->capacity = (uint32_t)((end - start) / bs);
+    slab->capacity = (uint32_t)(((uintptr_t)units << HAK_UNIT_SHIFT) / bs);
     slab->block_size = bs;
     slab->start = start;
     slab->div_mul = (((uint64_t)1 << 40) / bs) + 1;
@@ -91,7 +91,7 @@ void hak_slab_put_chain(struct hak_slab *slab, void *head, void *tail, uint32_t 
 uint32_t hak_slab_key(const struct hak_slab *slab)
 {
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
-    uint32_t key = owner ? owner->free_key : 0;
+    uint32_t key = owner ? (uint32_t)owner->free_key : 0;
     if (key == UINT32_MAX)
         key = HAK_KEY_SLOW; /* an owner without an id: its frees take the slow path */
     if (atomic_load_explicit(&slab->has_aligned, memory_order_relaxed))

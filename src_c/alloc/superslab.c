@@ -20,6 +20,8 @@ static unsigned cached_count;
 static unsigned dirty_total;
 enum { PURGE_MIN_UNITS = 16 };
 static uint64_t mapped_count;
+/* Units a slab can take in one superslab: all of them when it is empty. */
+enum { SLAB_UNITS = HAK_UNITS - HAK_FIRST_UNIT };
 
 
 static void list_unlink(struct hak_superslab *ss)
@@ -63,13 +65,17 @@ static struct hak_superslab *superslab_map(void)
         return NULL;
     ss->magic = HAK_SS_MAGIC;
     atomic_init(&ss->active, 0);
-    ss->free_units = HAK_UNITS;
+    ss->free_units = SLAB_UNITS;
     ss->dirty_units = 0;
     ss->dirty_ms = 0;
     ss->cached = false;
+    /* The header's units too: their key stays 0 and their lead
+     * HAK_UNIT_FREE, so no lookup finds a slab there. */
     memset(ss->unit_slab, HAK_UNIT_FREE, sizeof ss->unit_slab);
     for (unsigned u = 0; u < HAK_UNITS; u++)
         hak_ss_slabs(ss)[u].lead = HAK_UNIT_FREE;
+    /* Everything after the header, the unused rest of its unit included, is
+     * poisoned until a slab carves it. */
     hak_poison((uint8_t *)ss + HAK_SS_HEADER_BYTES, HAK_SS_SIZE - HAK_SS_HEADER_BYTES);
     hak_registry_set((uintptr_t)ss, true);
     mapped_count++;
@@ -87,14 +93,15 @@ static void superslab_unmap(struct hak_superslab *ss)
     hak_os_unmap(ss, HAK_SS_SIZE);
 }
 
-/* First run of `units` free units in ss, or -1; *same is set when the run
- * starts where a slab of `size_class` last lay (its descriptor keeps the
- * class after the slab is returned). */
+/* First run of `units` free units in ss (from HAK_FIRST_UNIT: the header's
+ * units are never a slab's), or -1; *same is set when the run starts where a
+ * slab of `size_class` last lay (its descriptor keeps the class after the
+ * slab is returned). */
 static int find_units(const struct hak_superslab *ss, unsigned units, int size_class, bool *same)
 {
     int first_fit = -1;
     unsigned run = 0;
-    for (unsigned u = 0; u < HAK_UNITS; u++) {
+    for (unsigned u = HAK_FIRST_UNIT; u < HAK_UNITS; u++) {
         run = ss->unit_slab[u] == HAK_UNIT_FREE ? run + 1 : 0;
         if (run < units)
             continue;
@@ -167,7 +174,7 @@ struct hak_slab *hak_pool_take_slab(int size_class)
     if (!slab) {
         struct hak_superslab *ss = superslab_map();
         if (ss)
-            slab = carve_slab(ss, 0, size_class);
+            slab = carve_slab(ss, HAK_FIRST_UNIT, size_class);
     }
     hak_pool_unlock();
     return slab;
@@ -190,12 +197,12 @@ void hak_pool_return_slab(struct hak_slab *slab)
         ss->dirty_ms = 0; /* stamped by the next purge pass: no clock here */
     ss->dirty_units |= ((1u << slab->units) - 1) << first;
     dirty_total += slab->units;
-    if (dirty_total >= PURGE_MIN_UNITS || ss->free_units == HAK_UNITS)
+    if (dirty_total >= PURGE_MIN_UNITS || ss->free_units == SLAB_UNITS)
         hak_purge_note();
     hak_poison((void *)slab->start, end - slab->start);
     slab->units = 0;
     atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
-    if (ss->free_units == HAK_UNITS) {
+    if (ss->free_units == SLAB_UNITS) {
         if (cached_count < HAK_SS_CACHE_MAX) {
             ss->dirty_ms = 0; /* cached from the next purge pass on */
             ss->cached = true;
@@ -212,8 +219,8 @@ void hak_pool_return_slab(struct hak_slab *slab)
     hak_pool_unlock();
 }
 
-/* madvise(DONTNEED) on every run of dirty free units (unit 0 keeps its
- * header's pages). Pool lock held. */
+/* madvise(DONTNEED) on every run of dirty free units (never the header's:
+ * they are never a slab's, so never dirty). Pool lock held. */
 static void purge_units(struct hak_superslab *ss)
 {
     uint32_t dirty = ss->dirty_units;
@@ -226,8 +233,6 @@ static void purge_units(struct hak_superslab *ss)
         while (end < HAK_UNITS && (dirty >> end & 1))
             end++;
         uintptr_t from = (uintptr_t)ss + ((uintptr_t)u << HAK_UNIT_SHIFT);
-        if (u == 0)
-            from = ((uintptr_t)ss + HAK_SS_HEADER_BYTES + 4095) & ~(uintptr_t)4095;
         uintptr_t to = (uintptr_t)ss + ((uintptr_t)end << HAK_UNIT_SHIFT);
         madvise((void *)from, to - from, MADV_DONTNEED);
         u = end;
