@@ -8,7 +8,8 @@ with its blocks live; a later op on that program thread runs on a fresh OS threa
 ``flush`` (``hak_flush_thread`` on that thread; a no-op on foreign targets), ``fork``
 (that thread forks the process; the child checks what it inherited, src_c/executor/fork.c),
 ``loop`` (its ``body`` of 1..16 ops runs ``count`` times, 1..2**20, on the same OS threads;
-loops do not nest; the expanded program is capped at ``MAX_OPS`` ops by lowering counts).
+loops do not nest; the expanded program is capped at ``MAX_OPS`` ops and ``MAX_BYTES``
+bytes of blocks touched by lowering counts: see :func:`expand`).
 
 Execution rules (the executor's plan, src_c/executor/plan.c):
 
@@ -119,6 +120,7 @@ IMPOSSIBLE_MIN = 1 << 47
 MAX_BODY = _C["max_body"]
 MAX_COUNT = 1 << _C["max_count_log2"]
 MAX_OPS = _C["max_ops"]
+MAX_BYTES = _C["max_bytes"]
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
@@ -310,14 +312,38 @@ def decode(data: bytes) -> Program:
     return Program(threads, tuple(ops))
 
 
+def _alloc_bytes(op: Op) -> int:
+    """Bytes an op allocates (and fills): 0 for an impossible request."""
+    if op.op not in SIZED_OPS or op.size >= REASONABLE_MAX:
+        return 0
+    return op.size * op.count if op.op == "calloc" else op.size
+
+
+def _cost(op: Op, slot_max: dict[int, int]) -> int:
+    on_block = op.op in ("free", "write", "realloc")
+    return _alloc_bytes(op) + (slot_max.get(op.slot, 0) if on_block else 0)
+
+
 def expand(program: Program) -> list[Op]:
     """The ops the executor runs: every loop unrolled in place, counts lowered so that the
-    whole stays within MAX_OPS (as hakx_decode does)."""
+    whole stays within MAX_OPS ops and MAX_BYTES bytes of blocks touched, each op charged
+    what it allocates plus, for free, write and realloc, the largest block the program
+    ever puts in its slot (as hakx_decode does)."""
+    slot_max: dict[int, int] = {}
+    for o in program.ops:
+        for b in o.body if o.op == "loop" else (o,):
+            if b.op in SLOTTED_OPS:
+                slot_max[b.slot] = max(slot_max.get(b.slot, 0), _alloc_bytes(b))
     out: list[Op] = []
+    spent = 0
     for o in program.ops:
         body = o.body if o.op == "loop" else (o,)
         count = o.count if o.op == "loop" else 1
         count = min(count, (MAX_OPS - len(out)) // len(body))
+        cost = sum(_cost(b, slot_max) for b in body)
+        if cost:
+            count = min(count, (MAX_BYTES - spent) // cost)
+        spent += cost * count
         out.extend(body * count)
     return out
 

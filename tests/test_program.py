@@ -199,6 +199,22 @@ def test_loops_and_forks_round_trip_and_expand() -> None:
     assert len(ops) == 2001 + (prog.MAX_OPS - 2001) // 16 * 16 <= prog.MAX_OPS
 
 
+def test_expansion_stays_within_the_byte_budget(release_lib) -> None:
+    # Found by a 10-minute campaign against glibc: 534k same-size reallocs of a 2 MiB block
+    # (each verifies and refills the whole block) ran for minutes and was kept as a hang.
+    big = 2_006_173
+    realloc = Op("realloc", 0, 28, big)
+    p = Program(2, (Op("malloc", 0, 4, 0), Op("loop", count=267_285, body=(realloc,) * 2),
+                    Op("free", 1, 28), Op("malloc", 0, 5, 100)))
+    ops = prog.expand(p)
+    per_round = 2 * (big + big)  # each realloc: the new block and the slot's largest block
+    rounds = prog.MAX_BYTES // per_round
+    assert ops == [p.ops[0], *[realloc] * (2 * rounds), p.ops[2], p.ops[3]]
+    threads, c_ops = c_decode(release_lib, prog.encode(p))
+    assert threads == 2 and c_ops == [
+        (prog.OPCODES.index(o.op), o.thread, o.slot, o.size, 0) for o in ops]
+
+
 def test_loop_records_inside_bodies_and_without_bodies_are_dropped() -> None:
     loop = prog.encode(Program(1, (Op("loop", count=3, body=(Op("free", 0, 1),)),)))[1:9]
     malloc = prog.encode(Program(1, (Op("malloc", 0, 1, 8),)))[1:]

@@ -75,57 +75,117 @@ uint64_t hx_loop_count(const uint8_t *b)
     return 1 + w % ((uint32_t)1 << (b[4] % (HAKX_MAX_COUNT_LOG2 + 1)));
 }
 
+/* Bytes an op allocates (and so fills and verifies): 0 for an impossible request, which
+ * fails without touching memory. */
+static uint64_t alloc_bytes(const struct hakx_op *o)
+{
+    if (o->op == HAKX_OP_FREE || o->op == HAKX_OP_WRITE || o->size >= HX_REASONABLE_MAX)
+        return 0;
+    return o->op == HAKX_OP_CALLOC ? o->size * o->aux : o->size;
+}
+
+/* One pass over the records as they are written, in order: the state of the walk that
+ * expands them. The byte budget is charged per op in the worst case: what it allocates,
+ * plus, for an op on the slot's existing block (free and write verify it, realloc copies
+ * it), the largest block the program ever puts in that slot. */
+struct walk {
+    const uint8_t *data;
+    size_t nrec, k;
+    unsigned nt;
+    size_t ops;     /* expanded so far */
+    uint64_t bytes; /* charged so far */
+    uint64_t slot_max[HAKX_SLOTS];
+};
+
+static bool is_slotted(uint8_t op)
+{
+    return op <= HAKX_OP_WRITE;
+}
+
+static void walk_init(struct walk *w, const uint8_t *data, size_t len)
+{
+    memset(w, 0, sizeof *w);
+    w->data = data;
+    w->nt = len ? 1u + data[0] % HAKX_MAX_THREADS : 1u;
+    w->nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
+    for (size_t r = 0; r < w->nrec; r++) {
+        const uint8_t *b = data + HAKX_HEADER + r * HAKX_RECORD;
+        if (is_loop(b))
+            continue;
+        struct hakx_op o = decode_one(b, w->nt);
+        uint64_t n = alloc_bytes(&o);
+        if (is_slotted(o.op) && n > w->slot_max[o.slot])
+            w->slot_max[o.slot] = n;
+    }
+}
+
+static uint64_t op_cost(const struct walk *w, const struct hakx_op *o)
+{
+    bool on_block = o->op == HAKX_OP_FREE || o->op == HAKX_OP_WRITE || o->op == HAKX_OP_REALLOC;
+    return alloc_bytes(o) + (on_block ? w->slot_max[o->slot] : 0);
+}
+
 /* The program's items: a plain op, or a loop (its body: the records after it). The one
  * walk every decoding shares, so the expansion and the program-op index agree. */
 struct item {
     size_t rec;      /* first record (the loop record itself for a loop) */
     size_t nbody;    /* loop: records after rec in its body; 0 for a plain op */
     size_t ops;      /* loop: non-loop records in its body; 1 for a plain op */
-    uint64_t count;  /* times it runs, lowered to keep within HAKX_MAX_OPS */
+    uint64_t count;  /* times it runs, lowered to keep within HAKX_MAX_OPS and HAKX_MAX_BYTES */
 };
 
-static bool next_item(const uint8_t *data, size_t nrec, size_t *k, size_t total,
-                      struct item *it)
+static bool next_item(struct walk *w, struct item *it)
 {
-    if (*k >= nrec)
+    if (w->k >= w->nrec)
         return false;
-    const uint8_t *b = data + HAKX_HEADER + *k * HAKX_RECORD;
-    it->rec = *k;
+    const uint8_t *b = w->data + HAKX_HEADER + w->k * HAKX_RECORD;
+    it->rec = w->k;
     it->nbody = 0;
-    it->ops = 1;
     it->count = 1;
     if (is_loop(b)) {
         size_t m = 1 + b[2] % HAKX_MAX_BODY;
-        it->nbody = m < nrec - *k - 1 ? m : nrec - *k - 1;
-        it->ops = 0;
-        for (size_t j = 1; j <= it->nbody; j++)
-            it->ops += !is_loop(b + j * HAKX_RECORD);
+        it->nbody = m < w->nrec - w->k - 1 ? m : w->nrec - w->k - 1;
         it->count = hx_loop_count(b);
     }
-    size_t room = HAKX_MAX_OPS - total;
+    it->ops = 0;
+    uint64_t cost = 0;
+    for (size_t j = it->nbody ? 1 : 0; j <= it->nbody; j++) {
+        const uint8_t *r = b + j * HAKX_RECORD;
+        if (is_loop(r))
+            continue;
+        struct hakx_op o = decode_one(r, w->nt);
+        it->ops++;
+        cost += op_cost(w, &o);
+    }
+    size_t room = HAKX_MAX_OPS - w->ops;
     if (it->ops && it->count > room / it->ops)
         it->count = room / it->ops;
-    *k += 1 + it->nbody;
+    uint64_t budget = HAKX_MAX_BYTES - w->bytes;
+    if (cost && it->count > budget / cost)
+        it->count = budget / cost;
+    w->ops += it->ops * it->count;
+    w->bytes += cost * it->count;
+    w->k += 1 + it->nbody;
     return true;
 }
 
 HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops, size_t cap,
                             uint32_t *threads)
 {
-    unsigned nt = len ? 1u + data[0] % HAKX_MAX_THREADS : 1u;
-    size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
+    struct walk w;
+    walk_init(&w, data, len);
     if (threads)
-        *threads = nt;
-    size_t n = 0, k = 0;
+        *threads = w.nt;
+    size_t n = 0;
     struct item it;
-    while (next_item(data, nrec, &k, n, &it)) {
+    while (next_item(&w, &it)) {
         size_t first = n;
         for (size_t j = it.nbody ? 1 : 0; j <= it.nbody && it.count; j++) {
             const uint8_t *b = data + HAKX_HEADER + (it.rec + j) * HAKX_RECORD;
             if (is_loop(b))
                 continue;
             if (n < cap)
-                ops[n] = decode_one(b, nt);
+                ops[n] = decode_one(b, w.nt);
             n++;
         }
         /* the other iterations copy the first one */
@@ -138,17 +198,15 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
 
 int64_t hx_program_op(const uint8_t *data, size_t len, int64_t op)
 {
-    size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
-    size_t n = 0, k = 0;
+    struct walk w;
+    walk_init(&w, data, len);
     int64_t index = 0;
     struct item it;
     if (op < 0)
         return -1;
-    for (; next_item(data, nrec, &k, n, &it); index++) {
-        n += it.ops * it.count;
-        if ((uint64_t)op < n)
+    for (; next_item(&w, &it); index++)
+        if ((uint64_t)op < w.ops)
             return index;
-    }
     return -1;
 }
 

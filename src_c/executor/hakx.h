@@ -26,7 +26,10 @@
  *     r[2] body    = the next 1 + r[2] % HAKX_MAX_BODY records (fewer at the end)
  *     r[4] e = r[4] % 21; r[5..7] w = r5 | r6<<8 | r7<<16: count = 1 + w % 2^e (1 .. 2^20)
  *   Loops do not nest: a loop record inside a body is ignored. A loop's count is lowered
- *   so that the expanded program never exceeds HAKX_MAX_OPS ops.
+ *   so that the expanded program never exceeds HAKX_MAX_OPS ops, nor HAKX_MAX_BYTES bytes
+ *   of blocks touched, charged per op in the worst case: what it allocates, plus for free,
+ *   write and realloc the largest block the program ever puts in that slot (a plain op
+ *   past either budget is dropped: its count is lowered to 0).
  *   A fork record (thread only) forks the process from that program thread; the child
  *   checks what it inherited and reports (fork.c). Only the first HAKX_MAX_FORKS forks of
  *   a run take effect (a fork costs milliseconds: a loop of them would stall a campaign).
@@ -53,11 +56,14 @@
 
 /* Bumped when the format or semantics change; hakx_version() returns it, and the harness
  * refuses a library whose version differs from the header it was loaded with. */
-#define HAKX_VERSION 2
+#define HAKX_VERSION 3
 
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
 #define HAKX_MAX_OPS 1048576       /* 2^20: ops of an expanded program (seconds under a sanitizer) */
+/* 2^30 bytes of blocks an expanded program touches: a loop of reallocs of 2 MiB blocks ran
+ * for minutes (the fuzzer's timeout, kept as a hang) while doing nothing a shorter run does not */
+#define HAKX_MAX_BYTES 1073741824
 #define HAKX_MAX_FORKS 2           /* fork ops that take effect per run; later ones are skipped */
 
 enum hakx_opcode {
