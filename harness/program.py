@@ -10,6 +10,11 @@ with its blocks live; a later op on that program thread runs on a fresh OS threa
 ``loop`` (its ``body`` of 1..16 ops runs ``count`` times, 1..2**20, on the same OS threads;
 loops do not nest; the expanded program is capped at ``MAX_OPS`` ops by lowering counts).
 
+A program may carry a :class:`Schedule` (PCT seed and depth): on a schedule-controlled build
+(``asan-sched``) its concurrent mode then runs one thread at a time, switching only at the
+allocator's synchronisation points as the seeded scheduler decides (src_c/executor/sched.c),
+so it replays the same interleaving every time. Other builds and the lockstep mode ignore it.
+
 Execution rules (the executor's plan, src_c/executor/plan.c):
 
 * an op on an empty slot (free, write) or an allocation into an occupied slot is skipped;
@@ -27,6 +32,9 @@ Binary form (decoded totally -- every byte string is a program; same layout as
 src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
 
     byte 0          threads = 1 + b % 8         (empty input: 1 thread, no ops)
+                    bit 3: the first record is the schedule
+    schedule record [seed0, seed1, seed2, seed3, depth, -, -, -]: seed little-endian,
+                    depth = 1 + depth % 4
     8-byte records  [opcode % 11, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
                     (a trailing partial record is ignored)
     loop record     [9, -, body, -, e, w0, w1, w2]: the next 1 + body % 16 records,
@@ -47,7 +55,7 @@ program and ``encode(decode(b))`` is the canonical form of any ``b``.
 
 Text form (the corpus format; one op per line)::
 
-    {"version": 1, "threads": 2, "ops": [
+    {"version": 1, "threads": 2, "schedule": {"seed": 7, "depth": 2}, "ops": [
       {"op": "malloc", "thread": 0, "slot": 3, "size": 48},
       {"op": "calloc", "thread": 1, "slot": 4, "count": 2, "size": 24},
       {"op": "aligned_alloc", "thread": 0, "slot": 5, "size": 100, "align": 4096},
@@ -59,7 +67,8 @@ Text form (the corpus format; one op per line)::
       {"op": "thread_exit", "thread": 1}
     ]}
 
-Malformed text raises :class:`ProgramError` naming the file, the op index and the field.
+(``schedule`` is optional.) Malformed text raises :class:`ProgramError` naming the file,
+the op index and the field.
 """
 
 from __future__ import annotations
@@ -91,6 +100,8 @@ __all__ = [
     "IMPOSSIBLE_MIN",
     "Op",
     "Program",
+    "Schedule",
+    "SCHED_MAX_DEPTH",
     "ProgramError",
     "decode",
     "encode",
@@ -119,6 +130,8 @@ IMPOSSIBLE_MIN = 1 << 47
 MAX_BODY = _C["max_body"]
 MAX_COUNT = 1 << _C["max_count_log2"]
 MAX_OPS = _C["max_ops"]
+HEADER_SCHEDULED = _C["header_scheduled"]
+SCHED_MAX_DEPTH = _C["sched_max_depth"]
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
@@ -181,9 +194,22 @@ class Op:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Schedule:
+    """The PCT scheduler's seed (32 bits) and depth (1..SCHED_MAX_DEPTH: depth - 1 priority
+    change points)."""
+
+    seed: int
+    depth: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "depth": self.depth}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Program:
     threads: int
     ops: tuple[Op, ...]
+    schedule: Schedule | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
@@ -295,6 +321,11 @@ def decode(data: bytes) -> Program:
     recs = [data[HEADER + i * RECORD: HEADER + (i + 1) * RECORD] for i in range(n)]
     ops = []
     k = 0
+    schedule = None
+    if n and data[0] & HEADER_SCHEDULED:
+        b = recs[0]
+        schedule = Schedule(int.from_bytes(b[:4], "little"), 1 + b[4] % SCHED_MAX_DEPTH)
+        k = 1
     while k < n:
         b = recs[k]
         if OPCODES[b[0] % len(OPCODES)] != "loop":
@@ -307,7 +338,7 @@ def decode(data: bytes) -> Program:
         if body:  # a loop without a body does nothing: dropped
             ops.append(Op("loop", count=_loop_count(b), body=body))
         k += 1 + m
-    return Program(threads, tuple(ops))
+    return Program(threads, tuple(ops), schedule)
 
 
 def expand(program: Program) -> list[Op]:
@@ -342,6 +373,10 @@ def encode(program: Program) -> bytes:
     """Canonical binary form. Raises ValueError for a program the format cannot hold."""
     _validate(program, "<program>")
     out = bytearray([program.threads - 1])
+    if program.schedule is not None:
+        out[0] |= HEADER_SCHEDULED
+        out += program.schedule.seed.to_bytes(4, "little")
+        out += bytes([program.schedule.depth - 1, 0, 0, 0])
     for op in program.ops:
         out += _encode_op(op)
         for inner in op.body:
@@ -356,8 +391,20 @@ def _validate(program: Program, source: str) -> None:
     if not isinstance(program.threads, int) or not 1 <= program.threads <= MAX_THREADS:
         raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {program.threads!r}",
                            field="threads")
+    _validate_schedule(program.schedule, source)
     for i, op in enumerate(program.ops):
         _validate_op(op, i, program.threads, source)
+
+
+def _validate_schedule(schedule: Schedule | None, source: str) -> None:
+    if schedule is None:
+        return
+    if type(schedule.seed) is not int or not 0 <= schedule.seed < 1 << 32:
+        raise ProgramError(source, f"seed must be 0..2**32-1, got {schedule.seed!r}",
+                           field="schedule")
+    if type(schedule.depth) is not int or not 1 <= schedule.depth <= SCHED_MAX_DEPTH:
+        raise ProgramError(source, f"depth must be 1..{SCHED_MAX_DEPTH}, got "
+                           f"{schedule.depth!r}", field="schedule")
 
 
 def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
@@ -480,6 +527,14 @@ def _op_from_json(d: object, i: int, source: str) -> Op:
     return Op(name, **vals, body=tuple(body))
 
 
+def _schedule_from_json(d: object, source: str) -> Schedule | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) != {"seed", "depth"}:
+        raise ProgramError(source, 'must be {"seed": S, "depth": D}', field="schedule")
+    return Schedule(d["seed"], d["depth"])
+
+
 def from_text(text: str, source: str = "<string>") -> Program:
     """Parses the versioned JSON text form; ProgramError names file, op index and field."""
     try:
@@ -498,10 +553,12 @@ def from_text(text: str, source: str = "<string>") -> Program:
     raw_ops = doc.get("ops")
     if not isinstance(raw_ops, list):
         raise ProgramError(source, "ops must be a list", field="ops")
-    program = Program(threads, tuple(_op_from_json(d, i, source) for i, d in enumerate(raw_ops)))
+    program = Program(threads, tuple(_op_from_json(d, i, source) for i, d in enumerate(raw_ops)),
+                      _schedule_from_json(doc.get("schedule"), source))
     if not 1 <= threads <= MAX_THREADS:
         raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {threads}",
                            field="threads")
+    _validate_schedule(program.schedule, source)
     for i, op in enumerate(program.ops):
         _validate_op(op, i, threads, source)
     return program
@@ -516,7 +573,9 @@ def to_text(program: Program, indent: str = "") -> str:
     lines = [json.dumps(op.to_dict(), separators=(", ", ": ")) for op in program.ops]
     body = f",\n{indent}  ".join(lines)
     ops = f"[\n{indent}  {body}\n{indent}]" if lines else "[]"
-    text = f'{{"version": {VERSION}, "threads": {program.threads}, "ops": {ops}}}'
+    sched = ("" if program.schedule is None
+             else f', "schedule": {json.dumps(program.schedule.to_dict())}')
+    text = f'{{"version": {VERSION}, "threads": {program.threads}{sched}, "ops": {ops}}}'
     return text if indent else text + "\n"
 
 

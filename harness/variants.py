@@ -21,7 +21,7 @@ from harness.runtime import INSTRUMENTATION_PREFIXES
 __all__ = ["COVERAGE_SUFFIX", "VARIANTS", "VariantSpec", "defs_dir", "load_variant",
            "variant_names"]
 
-_CANONICAL_ORDER = ("release", "debug", "asan", "tsan", "ubsan")
+_CANONICAL_ORDER = ("release", "debug", "asan", "tsan", "ubsan", "asan-sched")
 COVERAGE_SUFFIX = "-cov"
 _COVERAGE_FLAG = "-fsanitize=fuzzer-no-link"
 
@@ -39,7 +39,7 @@ def variant_names(root: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
-#: The project's build variants: ("release", "debug", "asan", "tsan", "ubsan").
+#: The project's build variants: ("release", "debug", "asan", "tsan", "ubsan", "asan-sched").
 VARIANTS: tuple[str, ...] = variant_names()
 
 

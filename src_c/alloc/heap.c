@@ -139,6 +139,7 @@ struct hak_heap *hak_heap_get(void)
 
 static void own_slab(struct hak_heap *heap, struct hak_slab *slab)
 {
+    hak_sync(HAK_SYNC_OWNER, slab);
     atomic_store_explicit(&slab->owner, heap, memory_order_release);
     hak_slab_publish(slab);
     slab->full = false;
@@ -410,6 +411,7 @@ static void abandon_list(struct hak_slab_list *list)
     while (slab) {
         struct hak_slab *next = slab->next;
         slab->full = false;
+        hak_sync(HAK_SYNC_OWNER, slab);
         atomic_store_explicit(&slab->owner, NULL, memory_order_release);
         hak_slab_publish(slab);
         abandoned_push(slab);
@@ -466,6 +468,7 @@ void hak_heap_thread_exit(void *arg)
     struct hak_heap *heap = arg;
     hak_tl_heap = &hak_heap_empty;
     tl_exited = true;
+    hak_sync(HAK_SYNC_EXIT, heap);
     if (heap && heap != &hak_heap_empty)
         hak_heap_abandon(heap);
 }
@@ -474,6 +477,7 @@ void hak_heap_thread_exit(void *arg)
  * owner's lock (the owner is the caller's heap, or the exit heap). */
 void hak_heap_set_aligned(struct hak_slab *slab)
 {
+    hak_sync(HAK_SYNC_OWNER, slab);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
     if (owner)
         hak_heap_lock(owner);
@@ -600,7 +604,7 @@ bool hak_heaps_purge(bool all)
     for (struct hak_heap *h = hak_heaps; h; h = h->next) {
         if (all) {
             hak_heap_lock(h);
-        } else if (pthread_mutex_trylock(&h->lock) != 0) {
+        } else if (!hak_mutex_trylock(&h->lock)) {
             more = true; /* busy: look again next pass */
             continue;
         }

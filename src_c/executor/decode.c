@@ -84,6 +84,26 @@ struct item {
     uint64_t count;  /* times it runs, lowered to keep within HAKX_MAX_OPS */
 };
 
+/* Records before the first op: the schedule record, if the header says so. */
+static size_t first_record(const uint8_t *data, size_t len)
+{
+    size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
+    return nrec && (data[0] & HAKX_HEADER_SCHEDULED) ? 1 : 0;
+}
+
+HAKX_API uint32_t hakx_schedule_of(const uint8_t *data, size_t len, struct hakx_schedule *out)
+{
+    out->seed = 0;
+    out->depth = 0;
+    if (first_record(data, len)) {
+        const uint8_t *b = data + HAKX_HEADER;
+        out->seed = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                    (uint32_t)b[3] << 24;
+        out->depth = 1 + b[4] % HAKX_SCHED_MAX_DEPTH;
+    }
+    return out->depth;
+}
+
 static bool next_item(const uint8_t *data, size_t nrec, size_t *k, size_t total,
                       struct item *it)
 {
@@ -116,7 +136,7 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
     size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
     if (threads)
         *threads = nt;
-    size_t n = 0, k = 0;
+    size_t n = 0, k = first_record(data, len);
     struct item it;
     while (next_item(data, nrec, &k, n, &it)) {
         size_t first = n;
@@ -139,7 +159,7 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
 int64_t hx_program_op(const uint8_t *data, size_t len, int64_t op)
 {
     size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
-    size_t n = 0, k = 0;
+    size_t n = 0, k = first_record(data, len);
     int64_t index = 0;
     struct item it;
     if (op < 0)
