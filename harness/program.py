@@ -33,8 +33,8 @@ src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
 
     byte 0          threads = 1 + b % 8         (empty input: 1 thread, no ops)
                     bit 3: the first record is the schedule
-    schedule record [seed0, seed1, seed2, seed3, depth, -, -, -]: seed little-endian,
-                    depth = 1 + depth % 4
+    schedule record [seed0, seed1, seed2, seed3, depth, h0, h1, h2]: seed little-endian,
+                    depth = 1 + depth % 4, horizon = 1 + (h0 | h1 << 8 | h2 << 16)
     8-byte records  [opcode % 11, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
                     (a trailing partial record is ignored)
     loop record     [9, -, body, -, e, w0, w1, w2]: the next 1 + body % 16 records,
@@ -55,7 +55,7 @@ program and ``encode(decode(b))`` is the canonical form of any ``b``.
 
 Text form (the corpus format; one op per line)::
 
-    {"version": 1, "threads": 2, "schedule": {"seed": 7, "depth": 2}, "ops": [
+    {"version": 1, "threads": 2, "schedule": {"seed": 7, "depth": 2, "horizon": 64}, "ops": [
       {"op": "malloc", "thread": 0, "slot": 3, "size": 48},
       {"op": "calloc", "thread": 1, "slot": 4, "count": 2, "size": 24},
       {"op": "aligned_alloc", "thread": 0, "slot": 5, "size": 100, "align": 4096},
@@ -76,6 +76,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,6 +103,8 @@ __all__ = [
     "Program",
     "Schedule",
     "SCHED_MAX_DEPTH",
+    "MAX_HORIZON",
+    "horizon_estimate",
     "ProgramError",
     "decode",
     "encode",
@@ -132,6 +135,7 @@ MAX_COUNT = 1 << _C["max_count_log2"]
 MAX_OPS = _C["max_ops"]
 HEADER_SCHEDULED = _C["header_scheduled"]
 SCHED_MAX_DEPTH = _C["sched_max_depth"]
+MAX_HORIZON = 1 << 24
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
@@ -195,14 +199,31 @@ class Op:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Schedule:
-    """The PCT scheduler's seed (32 bits) and depth (1..SCHED_MAX_DEPTH: depth - 1 priority
-    change points)."""
+    """The PCT scheduler's seed (32 bits), depth (1..SCHED_MAX_DEPTH: depth - 1 priority
+    change points) and horizon (1..2**24: the change points are drawn from the run's first
+    ``horizon`` synchronisation points; PCT's k)."""
 
     seed: int
     depth: int
+    horizon: int
 
     def to_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "depth": self.depth}
+        return {"seed": self.seed, "depth": self.depth, "horizon": self.horizon}
+
+    @classmethod
+    def derived(cls, data: bytes, program: Program) -> Schedule:
+        """The schedule a fuzz input without one runs under on a schedule-controlled build:
+        seed and depth from a hash of the input (every mutation is a new schedule; depths
+        1..3, PCT's useful range), horizon :func:`horizon_estimate`."""
+        h = zlib.crc32(data)
+        return cls(h, 1 + (h >> 5) % 3, horizon_estimate(program))
+
+
+def horizon_estimate(program: Program) -> int:
+    """The points a scheduled run of ``program`` passes, roughly: most ops 1-4 (the op, a
+    free's owner test, a remote push's load and publish), each thread about 16 for its
+    start, end barrier, flush and exit (their locks)."""
+    return max(1, min(MAX_HORIZON, 16 * program.threads + 4 * len(expand(program))))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -324,7 +345,8 @@ def decode(data: bytes) -> Program:
     schedule = None
     if n and data[0] & HEADER_SCHEDULED:
         b = recs[0]
-        schedule = Schedule(int.from_bytes(b[:4], "little"), 1 + b[4] % SCHED_MAX_DEPTH)
+        schedule = Schedule(int.from_bytes(b[:4], "little"), 1 + b[4] % SCHED_MAX_DEPTH,
+                            1 + int.from_bytes(b[5:8], "little"))
         k = 1
     while k < n:
         b = recs[k]
@@ -376,7 +398,8 @@ def encode(program: Program) -> bytes:
     if program.schedule is not None:
         out[0] |= HEADER_SCHEDULED
         out += program.schedule.seed.to_bytes(4, "little")
-        out += bytes([program.schedule.depth - 1, 0, 0, 0])
+        out += bytes([program.schedule.depth - 1])
+        out += (program.schedule.horizon - 1).to_bytes(3, "little")
     for op in program.ops:
         out += _encode_op(op)
         for inner in op.body:
@@ -405,6 +428,9 @@ def _validate_schedule(schedule: Schedule | None, source: str) -> None:
     if type(schedule.depth) is not int or not 1 <= schedule.depth <= SCHED_MAX_DEPTH:
         raise ProgramError(source, f"depth must be 1..{SCHED_MAX_DEPTH}, got "
                            f"{schedule.depth!r}", field="schedule")
+    if type(schedule.horizon) is not int or not 1 <= schedule.horizon <= MAX_HORIZON:
+        raise ProgramError(source, f"horizon must be 1..2**24, got {schedule.horizon!r}",
+                           field="schedule")
 
 
 def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
@@ -530,9 +556,10 @@ def _op_from_json(d: object, i: int, source: str) -> Op:
 def _schedule_from_json(d: object, source: str) -> Schedule | None:
     if d is None:
         return None
-    if not isinstance(d, dict) or set(d) != {"seed", "depth"}:
-        raise ProgramError(source, 'must be {"seed": S, "depth": D}', field="schedule")
-    return Schedule(d["seed"], d["depth"])
+    if not isinstance(d, dict) or set(d) != {"seed", "depth", "horizon"}:
+        raise ProgramError(source, 'must be {"seed": S, "depth": D, "horizon": H}',
+                           field="schedule")
+    return Schedule(d["seed"], d["depth"], d["horizon"])
 
 
 def from_text(text: str, source: str = "<string>") -> Program:
@@ -665,15 +692,27 @@ def random_program(
 FUZZ_MODES = ("lockstep", "concurrent", "mixed")
 
 
-def from_fuzz_input(data: bytes, mode: str = "lockstep", threads: int = 0) -> tuple[bytes, str]:
+def from_fuzz_input(data: bytes, mode: str = "lockstep", threads: int = 0,
+                    scheduled: bool = False) -> tuple[bytes, str]:
     """The program a fuzz input stands for (binary form) and the mode it runs in: the one
     mapping shared by the fuzz target and triage, so a crash replays as it was fuzzed.
 
-    ``threads`` > 0 folds byte 0 so the program has at most that many threads; in
-    ``mixed`` mode bit 7 of byte 0 selects concurrent (set) or lockstep."""
+    ``threads`` > 0 folds the thread bits of byte 0 so the program has at most that many
+    threads; in ``mixed`` mode bit 7 of byte 0 selects concurrent (set) or lockstep. On a
+    schedule-controlled build (``scheduled``) every concurrent input runs scheduled: one
+    without a schedule gets :meth:`Schedule.derived` (so a campaign never runs free there,
+    and a crash replays deterministically)."""
     run_mode = mode
     if mode == "mixed":
         run_mode = "concurrent" if data[:1] and data[0] & 0x80 else "lockstep"
     if threads and data:
-        data = bytes([data[0] % threads]) + data[1:]
+        data = bytes([data[0] & ~7 | (data[0] & 7) % threads]) + data[1:]
+    if scheduled and run_mode == "concurrent":
+        program = decode(data)
+        if program.schedule is None:
+            sched = Schedule.derived(data, program)
+            head = bytes([data[0] | HEADER_SCHEDULED]) if data else bytes([HEADER_SCHEDULED])
+            whole = data[HEADER:HEADER + (len(data) - HEADER) // RECORD * RECORD]
+            data = (head + sched.seed.to_bytes(4, "little") + bytes([sched.depth - 1])
+                    + (sched.horizon - 1).to_bytes(3, "little") + whole)
     return data, run_mode

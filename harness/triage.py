@@ -136,8 +136,10 @@ def reproduce(program: Program, build: Build, target: Target, runs: int = 3,
     """Lockstep first, then concurrent; the first mode that reproduces the crash reliably
     wins, else the one that reproduced it most often."""
     best = Reproduction("pass", prefer, 1, Reliability(0, runs))
+    scheduled = program.schedule is not None and build.scheduled
     for mode in ("lockstep", "concurrent"):
-        repeats = 1 if mode == "lockstep" else concurrent_repeats
+        # a scheduled run replays the same interleaving every time: one is the answer
+        repeats = 1 if mode == "lockstep" or scheduled else concurrent_repeats
         counts: collections.Counter[str] = collections.Counter()
         first: dict[str, Outcome] = {}
         for _ in range(runs):

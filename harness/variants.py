@@ -58,6 +58,11 @@ class VariantSpec:
     path: Path
     text: str  #: what the build stamp hashes (the file, plus the coverage marker)
 
+    @property
+    def scheduled(self) -> bool:
+        """Built with the scheduler's yield points (``HAK_SCHED=1``, src_c/alloc/syncpoint.h)."""
+        return "HAK_SCHED=1" in self.defines
+
     def with_coverage(self) -> VariantSpec:
         """The ``-cov`` twin: the same build plus libFuzzer's coverage instrumentation."""
         return dataclasses.replace(

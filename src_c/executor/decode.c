@@ -95,11 +95,13 @@ HAKX_API uint32_t hakx_schedule_of(const uint8_t *data, size_t len, struct hakx_
 {
     out->seed = 0;
     out->depth = 0;
+    out->horizon = 0;
     if (first_record(data, len)) {
         const uint8_t *b = data + HAKX_HEADER;
         out->seed = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                     (uint32_t)b[3] << 24;
         out->depth = 1 + b[4] % HAKX_SCHED_MAX_DEPTH;
+        out->horizon = 1 + ((uint32_t)b[5] | (uint32_t)b[6] << 8 | (uint32_t)b[7] << 16);
     }
     return out->depth;
 }

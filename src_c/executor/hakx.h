@@ -36,7 +36,8 @@
  *   the PCT scheduler (executor/sched.c) that runs the program's concurrent mode on a
  *   schedule-controlled build (hakx_sched_supported()); ignored elsewhere:
  *     r[0..3] seed (little-endian), r[4] depth = 1 + r[4] % HAKX_SCHED_MAX_DEPTH
- *     (depth - 1 priority change points), r[5..7] unused.
+ *     (depth - 1 priority change points), r[5..7] horizon = 1 + (r5 | r6<<8 | r7<<16):
+ *     the change points are drawn from the points 1 .. horizon of the run (PCT's k).
  *
  * The executor runs the expanded program: every loop unrolled in place. A verdict names
  * the failing op of the expanded program (op_index) and of the program as written
@@ -100,6 +101,7 @@ enum hakx_mode { HAKX_MODE_LOCKSTEP = 0, HAKX_MODE_CONCURRENT = 1 };
 struct hakx_schedule {
     uint32_t seed;
     uint32_t depth;
+    uint32_t horizon;
 };
 
 /* Test hooks (bit flags): make a white-box check fire on purpose. */

@@ -7,11 +7,12 @@
  * Only one program thread runs at a time: the one holding the turn. At each
  * point it asks the scheduler who runs next: the runnable thread of highest
  * priority. Priorities are a random permutation of d .. d+n-1 (n threads,
- * d the depth); at d-1 change points, steps drawn at random from 1 .. k (k an
- * estimate of the run's points, from its op count), the running thread's
+ * d the depth); at d-1 change points, steps drawn at random from 1 .. k (k the
+ * schedule's horizon: an estimate of the run's points, written in the program
+ * so that deleting ops after a race does not move its change point), the running thread's
  * priority drops to d-1, d-2, ...: a bug that needs d ordering constraints
  * among k steps is hit with probability at least 1/(n k^(d-1)) per run. The
- * seed and the depth are part of the program (hakx.h), so the interleaving of
+ * seed, depth and horizon are part of the program (hakx.h), so the interleaving of
  * a program is a function of the program: a reproducer replays the same way
  * every time, and the trace (a hash of the sequence of points: thread and
  * kind, no addresses) proves it.
@@ -42,11 +43,6 @@ HAKX_API int hakx_sched_supported(void)
 
 #if HAK_SCHED
 
-/* k, the run's points, estimated from its effective ops and threads: most
- * ops pass 1-4 points (the op, the owner test of a free, a remote push's
- * two), a thread's start, end barrier, flush and exit about 16 (locks). */
-#define HX_POINTS_PER_OP 4
-#define HX_POINTS_PER_THREAD 16
 
 struct hx_sched {
     unsigned n;
@@ -202,12 +198,9 @@ bool hx_sched_begin(struct hx_run *r)
         s.prio[u - 1] = s.prio[v];
         s.prio[v] = tmp;
     }
-    uint64_t points = HX_POINTS_PER_THREAD * s.n;
-    for (size_t i = 0; i < r->nops; i++)
-        points += HX_POINTS_PER_OP * r->effective[i];
     s.nchange = d - 1;
     for (unsigned j = 0; j < s.nchange; j++)
-        s.change[j] = 1 + splitmix(&x) % points;
+        s.change[j] = 1 + splitmix(&x) % sc->horizon;
     atomic_store(&s.turn[pick(&s)], 1);
     current = &s;
     return true;
