@@ -104,6 +104,7 @@ __all__ = [
     "Schedule",
     "SCHED_MAX_DEPTH",
     "MAX_HORIZON",
+    "HEADER_SCHEDULED",
     "horizon_estimate",
     "ProgramError",
     "decode",
