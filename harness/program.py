@@ -73,6 +73,7 @@ the op index and the field.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import random
@@ -201,8 +202,8 @@ class Op:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Schedule:
     """The PCT scheduler's seed (32 bits), depth (1..SCHED_MAX_DEPTH: depth - 1 priority
-    change points) and horizon (1..2**24: the change points are drawn from the run's first
-    ``horizon`` synchronisation points; PCT's k)."""
+    change points) and horizon (1..2**24: a change point is one of a thread's first
+    ``horizon`` synchronisation points; PCT's k is threads * horizon)."""
 
     seed: int
     depth: int
@@ -221,10 +222,13 @@ class Schedule:
 
 
 def horizon_estimate(program: Program) -> int:
-    """The points a scheduled run of ``program`` passes, roughly: most ops 1-4 (the op, a
-    free's owner test, a remote push's load and publish), each thread about 16 for its
-    start, end barrier, flush and exit (their locks)."""
-    return max(1, min(MAX_HORIZON, 16 * program.threads + 4 * len(expand(program))))
+    """The points the busiest thread of ``program`` passes in a scheduled run, roughly:
+    most ops 1-4 (the op, a free's owner test, a remote push's load and publish; a barrier
+    is every thread's), and about 16 for its start, end barrier, flush and exit (locks)."""
+    ops = collections.Counter(o.thread for o in expand(program) if o.op != "barrier")
+    barriers = sum(o.op == "barrier" for o in expand(program))
+    busiest = max(ops.values(), default=0) + barriers
+    return max(1, min(MAX_HORIZON, 16 + 4 * busiest))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

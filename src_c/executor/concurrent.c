@@ -184,12 +184,12 @@ void hx_run_concurrent(struct hx_run *r)
     }
     for (unsigned t = 0; t < started; t++)
         pthread_join(first[t].driver, NULL);
-    if (scheduled)
-        hx_sched_end(r->verdict);
     if (!hx_failed(r))
         hx_cleanup(r);
     if (r->whitebox && !hx_failed(r))
         hx_wb_leak(r);
+    if (scheduled)
+        hx_sched_end(r->verdict);
 out:
     if (cc)
         for (unsigned t = 0; t < HAKX_MAX_THREADS; t++)

@@ -37,7 +37,8 @@
  *   schedule-controlled build (hakx_sched_supported()); ignored elsewhere:
  *     r[0..3] seed (little-endian), r[4] depth = 1 + r[4] % HAKX_SCHED_MAX_DEPTH
  *     (depth - 1 priority change points), r[5..7] horizon = 1 + (r5 | r6<<8 | r7<<16):
- *     the change points are drawn from the points 1 .. horizon of the run (PCT's k).
+ *     a change point is a thread's point drawn from its points 1 .. horizon (PCT's k
+ *     is threads * horizon; executor/sched.c).
  *
  * The executor runs the expanded program: every loop unrolled in place. A verdict names
  * the failing op of the expanded program (op_index) and of the program as written

@@ -210,7 +210,8 @@ HX_HIDDEN void hx_turn_wait(struct hx_turn *t);
 #if HAK_SCHED
 /* Starts scheduling r's program threads (false: r runs free). */
 HX_HIDDEN bool hx_sched_begin(struct hx_run *r);
-/* Stops, and stores the steps and the trace in v. */
+/* Stops (after the run's cleanup), stores the steps and the trace in v, and gives
+ * back what the allocator keeps cached (hak_collect). */
 HX_HIDDEN void hx_sched_end(struct hakx_verdict *v);
 /* An OS thread starts for program thread t: it waits for its turn. */
 HX_HIDDEN void hx_sched_enter(int t);

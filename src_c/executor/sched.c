@@ -7,12 +7,16 @@
  * Only one program thread runs at a time: the one holding the turn. At each
  * point it asks the scheduler who runs next: the runnable thread of highest
  * priority. Priorities are a random permutation of d .. d+n-1 (n threads,
- * d the depth); at d-1 change points, steps drawn at random from 1 .. k (k the
- * schedule's horizon: an estimate of the run's points, written in the program
- * so that deleting ops after a race does not move its change point), the running thread's
- * priority drops to d-1, d-2, ...: a bug that needs d ordering constraints
- * among k steps is hit with probability at least 1/(n k^(d-1)) per run. The
- * seed, depth and horizon are part of the program (hakx.h), so the interleaving of
+ * d the depth); at d-1 change points the running thread's priority drops to
+ * d-1, d-2, ... (in the order they come): a bug that needs d ordering
+ * constraints among k steps is hit with probability at least 1/(n k^(d-1))
+ * per run. A change point here is a thread and one of its own points (drawn
+ * from 1 .. h, the schedule's horizon: an estimate of the points of one
+ * thread, so k = n h), rather than one of the run's points as in the paper:
+ * the same distribution over the steps of a run, but the minimizer can delete
+ * the ops of the other threads, or of this one after the point, without
+ * moving it. The seed, depth and horizon are part of the program (hakx.h), so
+ * the interleaving of
  * a program is a function of the program: a reproducer replays the same way
  * every time, and the trace (a hash of the sequence of points: thread and
  * kind, no addresses) proves it.
@@ -34,6 +38,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "hakmem.h"
 #include "internal.h"
 
 HAKX_API int hakx_sched_supported(void)
@@ -46,9 +51,10 @@ HAKX_API int hakx_sched_supported(void)
 
 struct hx_sched {
     unsigned n;
-    unsigned nchange;
+    unsigned nchange, fired;
     int prio[HAKX_MAX_THREADS];
-    uint64_t change[HAKX_SCHED_MAX_DEPTH];
+    struct { int thread; uint64_t point; } change[HAKX_SCHED_MAX_DEPTH];
+    uint64_t points[HAKX_MAX_THREADS]; /* each thread's points so far */
     uint64_t steps;
     uint64_t trace;
     const void *blocked[HAKX_MAX_THREADS]; /* NULL: runnable */
@@ -152,10 +158,11 @@ void hak_sched_point(enum hak_sync_kind kind, const void *addr)
         return;
     }
     s->steps++;
+    s->points[t]++;
     note(s, t, kind);
     for (unsigned j = 0; j < s->nchange; j++)
-        if (s->steps == s->change[j])
-            s->prio[t] = (int)(s->nchange - j);
+        if (s->change[j].thread == t && s->change[j].point == s->points[t])
+            s->prio[t] = (int)(s->nchange - s->fired++);
     hand_over(s, t, pick(s));
 }
 
@@ -199,8 +206,10 @@ bool hx_sched_begin(struct hx_run *r)
         s.prio[v] = tmp;
     }
     s.nchange = d - 1;
-    for (unsigned j = 0; j < s.nchange; j++)
-        s.change[j] = 1 + splitmix(&x) % sc->horizon;
+    for (unsigned j = 0; j < s.nchange; j++) {
+        s.change[j].thread = (int)(splitmix(&x) % s.n);
+        s.change[j].point = 1 + splitmix(&x) % sc->horizon;
+    }
     atomic_store(&s.turn[pick(&s)], 1);
     current = &s;
     return true;
@@ -230,6 +239,9 @@ void hx_sched_end(struct hakx_verdict *v)
 {
     if (!current)
         return;
+    /* The next scheduled run in this process (a campaign's) starts with nothing
+     * cached, as a fresh replay does: the same program passes the same points. */
+    hak_collect();
     v->sched_steps = current->steps;
     v->sched_trace = current->trace;
     current = NULL;
