@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from harness.binding import load
 from harness.cdefs import ffi
 from harness.checks import replay
 from harness.minimize import minimize, minimize_with
-from harness.program import (HEADER_SCHEDULED, Op, Program, Schedule, decode, encode,
-                             from_fuzz_input, from_text, horizon_estimate, random_program)
+from harness.program import (HEADER_SCHEDULED, Op, Program, ProgramError, Schedule, decode,
+                             encode, from_fuzz_input, from_text, horizon_estimate,
+                             random_program)
 from harness.target import Target
 from harness.triage import reproduce
 
@@ -43,6 +47,17 @@ def test_schedule_in_both_forms_and_in_the_c_decoder(built):
     assert lib.lib.hakx_schedule_of(encode(TWO_PRODUCERS), len(encode(TWO_PRODUCERS)), sc) == 0
     assert not lib.lib.hakx_sched_supported() and not built("release").scheduled
     assert built("asan-sched").scheduled  # its library says so too: the replays below
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ('{"seed": 1, "depth": 5, "horizon": 9}', "depth must be 1..4"),
+    ('{"seed": 4294967296, "depth": 1, "horizon": 9}', "seed must be"),
+    ('{"seed": 1, "depth": 1, "horizon": 0}', "horizon must be"),
+    ('{"seed": 1, "depth": 1}', "must be {"),
+])
+def test_a_malformed_schedule_is_refused_by_name(schedule, message):
+    with pytest.raises(ProgramError, match=f"field 'schedule': {re.escape(message)}"):
+        from_text(f'{{"version": 1, "threads": 1, "schedule": {schedule}, "ops": []}}')
 
 
 def test_concurrent_fuzz_inputs_run_scheduled_on_a_scheduled_build():
