@@ -36,8 +36,7 @@
 
 /* What a point is about to do (recorded in the scheduler's trace). */
 enum hak_sync_kind {
-    HAK_SYNC_OP = 0,       /* executor: an op of the program starts */
-    HAK_SYNC_WAIT = 1,     /* executor: a thread blocked (baton, barrier, lock) */
+    HAK_SYNC_WAIT = 0,     /* executor: a thread blocked (baton, barrier, lock) */
     HAK_SYNC_REMOTE_LOAD,  /* remote.c: read a slab's remote word */
     HAK_SYNC_REMOTE_PUSH,  /* remote.c: publish a block on it */
     HAK_SYNC_REMOTE_TAKE,  /* remote.c: the owner takes the list */

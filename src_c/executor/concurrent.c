@@ -15,9 +15,8 @@
  * successor reaches a barrier: quiescent points stay quiescent.
  *
  * Scheduled (a schedule-controlled build, a program with a schedule): the same,
- * but one program thread runs at a time, as sched.c decides; every op start is a
- * point, and a thread waiting for a baton or a barrier is blocked on it until the
- * thread that moves it signals. */
+ * but one program thread runs at a time, as sched.c decides, and a thread waiting
+ * for a baton or a barrier is blocked on it until the thread that moves it signals. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -90,7 +89,6 @@ static void *body(void *arg)
     for (; cc->k[t] < cc->len[t]; cc->k[t]++) {
         if (hx_failed(r))
             return NULL;
-        hx_sched_op();
         size_t i = cc->list[t][cc->k[t]];
         const struct hakx_op *o = &r->ops[i];
         switch (o->op) {

@@ -217,8 +217,6 @@ HX_HIDDEN void hx_sched_end(struct hakx_verdict *v);
 HX_HIDDEN void hx_sched_enter(int t);
 /* t's last OS thread has ended (its driver says so, for it): the turn goes on. */
 HX_HIDDEN void hx_sched_leave(int t);
-/* A point: the calling thread starts an op. */
-HX_HIDDEN void hx_sched_op(void);
 /* The calling thread waits for something at addr: blocked until hx_sched_signal(addr)
  * (unscheduled: busy-wait step n). */
 HX_HIDDEN void hx_sched_pause(const void *addr, unsigned n);
@@ -230,7 +228,6 @@ static inline bool hx_sched_begin(struct hx_run *r) { (void)r; return false; }
 static inline void hx_sched_end(struct hakx_verdict *v) { (void)v; }
 static inline void hx_sched_enter(int t) { (void)t; }
 static inline void hx_sched_leave(int t) { (void)t; }
-static inline void hx_sched_op(void) {}
 static inline void hx_sched_pause(const void *addr, unsigned n) { (void)addr; hx_backoff(n); }
 static inline void hx_sched_signal(const void *addr) { (void)addr; }
 static inline void hx_sched_fork(bool before) { (void)before; }

@@ -1,8 +1,10 @@
 /* The deterministic scheduler of scheduled runs: PCT (Burckhardt et al., "A
  * randomized scheduler with probabilistic guarantees of finding bugs", ASPLOS
  * 2010) over the allocator's synchronisation points (src_c/alloc/syncpoint.h) and
- * the executor's own (an op starts; a thread waits for a slot's baton or a
- * barrier).
+ * the executor's own waits (a slot's baton, a barrier). An op boundary is no
+ * point: the ops of different threads only meet through the allocator (its
+ * points) or a slot (its baton), so a point there would only dilute the
+ * change points.
  *
  * Only one program thread runs at a time: the one holding the turn. At each
  * point it asks the scheduler who runs next: the runnable thread of highest
@@ -246,12 +248,6 @@ void hx_sched_end(struct hakx_verdict *v)
     v->sched_trace = current->trace;
     current = NULL;
     atomic_store(&busy, false);
-}
-
-void hx_sched_op(void)
-{
-    if (current)
-        hak_sched_point(HAK_SYNC_OP, NULL);
 }
 
 void hx_sched_pause(const void *addr, unsigned n)
