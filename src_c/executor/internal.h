@@ -221,7 +221,7 @@ HX_HIDDEN void hx_sched_leave(int t);
  * (unscheduled: busy-wait step n). */
 HX_HIDDEN void hx_sched_pause(const void *addr, unsigned n);
 HX_HIDDEN void hx_sched_signal(const void *addr);
-/* Around fork(): the child must not schedule. */
+/* Around fork(): one fork at a time, and the child must not schedule. */
 HX_HIDDEN void hx_sched_fork(bool before);
 #else
 static inline bool hx_sched_begin(struct hx_run *r) { (void)r; return false; }

@@ -266,11 +266,23 @@ void hx_sched_signal(const void *addr)
             s->blocked[u] = NULL;
 }
 
+/* One fork at a time: glibc holds its atfork lock from the prepare handlers to
+ * the parent's, and hakmem's prepare handler takes every heap's lock, so it may
+ * block and let another thread run; a second fork there would sleep on glibc's
+ * lock while holding the turn. */
 void hx_sched_fork(bool before)
 {
     struct hx_sched *s = mine();
-    if (s)
-        s->forking = before;
+    if (!s)
+        return;
+    if (before) {
+        while (s->forking)
+            hak_sched_block(&s->forking);
+        s->forking = true;
+    } else {
+        s->forking = false;
+        hx_sched_signal(&s->forking);
+    }
 }
 
 #endif
