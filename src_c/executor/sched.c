@@ -50,7 +50,6 @@ HAKX_API int hakx_sched_supported(void)
 
 #if HAK_SCHED
 
-
 struct hx_sched {
     unsigned n;
     unsigned nchange, fired;
@@ -153,9 +152,10 @@ void hak_sched_point(enum hak_sync_kind kind, const void *addr)
         return;
     int t = self;
     if (kind == HAK_SYNC_UNLOCK) {
-        /* Not a step of its own: the threads blocked on the lock may run again
-         * from the releasing thread's next point on (a lock's point comes
-         * before it is taken: nothing else can happen in between). */
+        /* Not a step of its own: the lock's waiters become runnable and, if
+         * their priority is higher, run from the releasing thread's next point
+         * on. A yield here would only add steps: whatever another thread could
+         * do between this unlock and that point touches no shared state. */
         hx_sched_signal(addr);
         return;
     }
