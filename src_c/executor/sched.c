@@ -154,8 +154,9 @@ void hak_sched_point(enum hak_sync_kind kind, const void *addr)
     if (kind == HAK_SYNC_UNLOCK) {
         /* Not a step of its own: the lock's waiters become runnable and, if
          * their priority is higher, run from the releasing thread's next point
-         * on. A yield here would only add steps: whatever another thread could
-         * do between this unlock and that point touches no shared state. */
+         * on. A yield here would add a step for little: the releasing
+         * thread's code up to its next point reaches shared state through
+         * points only (or through plain accesses, which no point marks). */
         hx_sched_signal(addr);
         return;
     }
