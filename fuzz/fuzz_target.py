@@ -46,10 +46,12 @@ THREADS = int(os.environ.get("HAKMEM_FUZZ_THREADS", "0") or 0)
 _PATH = os.environ.get("HAKMEM_FUZZ_TARGET") or None
 TARGET = Target(Path(_PATH), os.environ.get("HAKMEM_FUZZ_PREFIX", "")) if _PATH else Target()
 WHITEBOX = os.environ.get("HAKMEM_FUZZ_WHITEBOX", "1") == "1"
+#: a schedule-controlled build: every concurrent input runs under the scheduler
+SCHEDULED = bool(LIB.lib.hakx_sched_supported()) and not _PATH
 
 
 def test_one_input(data: bytes) -> None:
-    data, mode = from_fuzz_input(data, MODE, THREADS)
+    data, mode = from_fuzz_input(data, MODE, THREADS, SCHEDULED)
     v = run_program(LIB, data, mode, TARGET, whitebox=WHITEBOX)
     if v.status == "fail":
         raise CheckFailed(f"check {v.check}: {v.message}")

@@ -28,7 +28,12 @@
  *   loop     a loop record inserted before a run of 1-4 records, which becomes its body:
  *            the count up to 2^20, skewed small (most loops short, some long enough
  *            to refill a class thousands of times); an existing loop's count rescaled
- * Every choice comes from `seed`: a run stays reproducible with -seed.
+ *   schedule a schedule record given to a program without one (header bit 3), or its
+ *            seed re-rolled, its depth or horizon changed: on a schedule-controlled build a
+ *            concurrent program runs under the PCT scheduler, and a new seed is a new
+ *            interleaving of the same ops (hakx.h)
+ * A program's schedule record is not an op: the other mutations act on the records
+ * after it. Every choice comes from `seed`: a run stays reproducible with -seed.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +42,7 @@
 #include "hakx.h" /* the format's constants: one definition, the executor's */
 
 enum { HEADER = HAKX_HEADER, RECORD = HAKX_RECORD, SLOTS = HAKX_SLOTS, MAX_REPEAT = 16 };
+enum { SCHEDULED = HAKX_HEADER_SCHEDULED };
 enum { OP_BARRIER = HAKX_OP_BARRIER, OP_FLUSH = HAKX_OP_FLUSH, OP_THREAD_EXIT = HAKX_OP_THREAD_EXIT,
        OP_FORK = HAKX_OP_FORK, OP_LOOP = HAKX_OP_LOOP };
 
@@ -182,6 +188,41 @@ static size_t loop(uint8_t *data, size_t n, size_t room, struct rng *r)
     return n + 1;
 }
 
+/* A schedule: seed, depth (1 + b % HAKX_SCHED_MAX_DEPTH), horizon 16 .. 2048 points
+ * (PCT's k: most programs pass tens to hundreds of points). */
+static void schedule_record(uint8_t *b, struct rng *r, unsigned what)
+{
+    if (what & 1) {
+        uint32_t seed = next(r);
+        memcpy(b, &seed, 4);
+    }
+    if (what & 2)
+        b[4] = (uint8_t)below(r, HAKX_SCHED_MAX_DEPTH);
+    if (what & 4) {
+        uint32_t h = (16u << below(r, 8)) - 1;
+        b[5] = (uint8_t)h;
+        b[6] = (uint8_t)(h >> 8);
+        b[7] = 0;
+    }
+}
+
+/* Gives a program its schedule record, or changes the one it has; returns the number
+ * of records. */
+static size_t schedule(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    if (data[0] & SCHEDULED) {
+        static const unsigned what[] = {1, 1, 2, 4}; /* mostly a new seed */
+        schedule_record(rec(data, 0), r, what[below(r, 4)]);
+        return n;
+    }
+    if (!room)
+        return n;
+    open_gap(data, n, 0, 1);
+    data[0] |= SCHEDULED;
+    schedule_record(rec(data, 0), r, 7);
+    return n + 1;
+}
+
 typedef size_t (*mutation)(uint8_t *data, size_t n, size_t room, struct rng *r);
 
 static const struct {
@@ -207,17 +248,25 @@ size_t hakmem_mutate_records(uint8_t *data, size_t len, size_t max_size, unsigne
         n = cap;
     size_t room = cap - n;
     size_t nm = sizeof mutations / sizeof mutations[0];
-    if (n == 0) {
+    /* one mutation in ten is of the schedule */
+    if (below(&r, 10) == 0)
+        return HEADER + schedule(data, n, room, &r) * RECORD;
+    /* the op records: after the schedule record, if any (ops sees them from its own
+     * header position, the byte before them, which no mutation reads or writes) */
+    size_t first = (data[0] & SCHEDULED) && n ? 1 : 0;
+    uint8_t *ops = data + first * RECORD;
+    size_t nops = n - first;
+    if (nops == 0) {
         if (room)
-            n = insert(data, n, room, &r);
-        return HEADER + n * RECORD;
+            nops = insert(ops, nops, room, &r);
+        return HEADER + (first + nops) * RECORD;
     }
     size_t pick;
     do
         pick = below(&r, nm);
     while (mutations[pick].grows && !room);
-    n = mutations[pick].fn(data, n, room, &r);
-    return HEADER + n * RECORD;
+    nops = mutations[pick].fn(ops, nops, room, &r);
+    return HEADER + (first + nops) * RECORD;
 }
 
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t len, size_t max_size, unsigned seed)

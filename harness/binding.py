@@ -127,6 +127,8 @@ def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: 
         message=ffi.string(v.message).decode(errors="replace"),
         ops_executed=v.ops_executed,
         ops_skipped=v.ops_skipped,
+        sched_steps=v.sched_steps,
+        sched_trace=v.sched_trace,
     )
     addrs = [int(trace[i]) for i in range(min(opt.trace_len, trace_cap))] if trace else []
     return verdict, addrs

@@ -108,6 +108,12 @@ class Build:
         """``variant`` or ``variant+inject``: the output folder's name."""
         return self.dir.name
 
+    @property
+    def scheduled(self) -> bool:
+        """A schedule-controlled build: a program with a schedule runs its concurrent mode
+        under the deterministic scheduler (src_c/executor/sched.c)."""
+        return self.spec.scheduled
+
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment for a child Python process that will dlopen :attr:`lib`: a copy of
         ``base`` (default os.environ) with the sanitizer runtime first in LD_PRELOAD and the

@@ -106,8 +106,9 @@ def _check_seeds(c: Campaign, say: Callable[[str], None]) -> None:
     each seed once here (concurrent mode: CONCURRENT_REPEATS runs, as triage does) and
     persist a failing one as crashes/crash-seed-<name>."""
     for seed in sorted(SEEDS.glob("*")) if SEEDS.is_dir() else []:
-        data, mode = from_fuzz_input(seed.read_bytes(), c.opts.mode, c.opts.threads)
-        repeats = CONCURRENT_REPEATS if mode == "concurrent" else 1
+        data, mode = from_fuzz_input(seed.read_bytes(), c.opts.mode, c.opts.threads,
+                                     c.build.scheduled)
+        repeats = CONCURRENT_REPEATS if mode == "concurrent" and not c.build.scheduled else 1
         timeout = hang_timeout(c.opts.timeout) * (3 if repeats > 1 else 1)
         out = replay(decode(data), c.build, mode, repeats, timeout, target=c.target)
         if not out.passed and not out.harness_trouble:

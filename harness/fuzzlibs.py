@@ -38,8 +38,9 @@ from harness.variants import COVERAGE_SUFFIX
 MUTATOR_SRC = PROJECT_ROOT / "fuzz" / "mutator.c"
 #: the executor's header, which holds the format's constants the mutator uses
 HAKX_H = PROJECT_ROOT / "src_c" / "executor" / "hakx.h"
-#: builds whose coverage twin (harness.variants) campaigns can fuzz with native coverage
-NATIVE_COVERAGE = ("asan", "tsan")
+#: builds whose coverage twin (harness.variants) campaigns fuzz with native coverage, and
+#: their sanitizer
+NATIVE_COVERAGE = {"asan": "asan", "tsan": "tsan", "asan-sched": "asan"}
 
 
 def atheris_runtime(name: str) -> Path | None:
@@ -99,9 +100,10 @@ def native_runtime(build: str) -> tuple[str | None, Path | None, str]:
     if build not in NATIVE_COVERAGE:
         return None, None, f"native coverage only for {', '.join(NATIVE_COVERAGE)}"
     cov = build + COVERAGE_SUFFIX
-    lf = atheris_runtime("asan_with_fuzzer.so") if build == "asan" else libfuzzer_lib()
+    asan = NATIVE_COVERAGE[build] == "asan"
+    lf = atheris_runtime("asan_with_fuzzer.so") if asan else libfuzzer_lib()
     if lf is None:
-        what = ("atheris's asan_with_fuzzer.so" if build == "asan"
+        what = ("atheris's asan_with_fuzzer.so" if asan
                 else f"{CLANGXX} and libclang_rt.fuzzer_no_main ({INSTALL_HINT})")
         return None, None, f"{what} not found"
     return cov, lf, ""

@@ -123,7 +123,8 @@ class CrashLifecycle:
     def one(self, path: Path) -> None:
         """One crash file through the lifecycle."""
         t0 = path.stat().st_mtime
-        data, mode = from_fuzz_input(path.read_bytes(), self.opts.mode, self.opts.threads)
+        data, mode = from_fuzz_input(path.read_bytes(), self.opts.mode, self.opts.threads,
+                                     self.build.scheduled)
         program = decode(data)
         timeout = replay_timeout(path, self.opts.timeout)
         rep = self._reproduce(program, mode, timeout, hang=path.name.startswith("timeout-"))
@@ -212,9 +213,12 @@ class CrashLifecycle:
         least 6 replays, run two at a time as `pytest -n auto regressions` runs them (a race
         that shows on an idle machine can hide when the threads share the cores with
         another replay): its repeats per replay are raised (x4, up to 1280) until it does,
-        so that the regression test does not depend on one lucky interleaving."""
+        so that the regression test does not depend on one lucky interleaving. A scheduled
+        program (on a schedule-controlled build) replays identically: no repeats."""
         runs, side_by_side, repeats = self.opts.triage_runs, 1, rep.repeats
-        if rep.mode == "concurrent":
+        deterministic = rep.mode != "concurrent" or (small.schedule is not None
+                                                     and self.build.scheduled)
+        if not deterministic:
             runs, side_by_side = max(runs, 6), 2
         while True:
             with ThreadPoolExecutor(side_by_side) as pool:
@@ -222,7 +226,7 @@ class CrashLifecycle:
                     small, self.build, rep.mode, self.target, repeats, timeout)[0],
                     range(runs)))
             hits = sigs.count(rep.signature)
-            if hits == runs or rep.mode != "concurrent" or repeats >= MAX_CONFIRM_REPEATS:
+            if hits == runs or deterministic or repeats >= MAX_CONFIRM_REPEATS:
                 break
             repeats *= 4
             self.say(f"minimized program reproduces {hits}/{runs}: trying {repeats} repeats")

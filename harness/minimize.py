@@ -28,7 +28,10 @@ Passes, each kept only while the signature is unchanged, in the order DESIGN.md 
 5. size classes: every op of one request size moved together to a bigger mid size (64, 32,
    16, 8 KiB), whose slabs hold fewer blocks, so that a bug at a slab boundary needs fewer
    allocations; then ddmin again;
-6. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8.
+6. sizes and alignments: each op's size tried at 16, 1, 0 and halved; alignment at 16, 8;
+7. the schedule (a scheduled program): the lowest depth that reproduces, i.e. the fewest
+   priority change points; its seed and horizon stay, so the change points left keep
+   their places (every pass above keeps the schedule as it is).
 
 Budget: ``max_runs`` replays and ``max_seconds``; the best program so far is returned.
 """
@@ -80,7 +83,7 @@ class _Oracle:
 
 
 def _with_ops(p: Program, ops: list[Op] | tuple[Op, ...]) -> Program:
-    return Program(p.threads, tuple(ops))
+    return dataclasses.replace(p, ops=tuple(ops))
 
 
 def _tail(p: Program, ok: _Oracle, fail_index: int | None) -> Program:
@@ -145,7 +148,7 @@ def _map(p: Program, f: Callable[[Op], Op | None], threads: int | None = None) -
         body = tuple(x for x in (f(inner) for inner in o.body) if x is not None)
         if body:
             ops.append(dataclasses.replace(o, body=body))
-    return Program(p.threads if threads is None else threads, tuple(ops))
+    return Program(p.threads if threads is None else threads, tuple(ops), p.schedule)
 
 
 def _slots(p: Program, ok: _Oracle) -> Program:
@@ -261,6 +264,18 @@ def _simplify(p: Program, ok: _Oracle) -> Program:
     return _with_ops(p, ops)
 
 
+def _schedule(p: Program, ok: _Oracle) -> Program:
+    """Fewer priority change points: the lowest depth that still reproduces (the seed and
+    horizon stay, so the change points that remain do not move)."""
+    if p.schedule is None:
+        return p
+    for depth in range(1, p.schedule.depth):
+        cand = dataclasses.replace(p, schedule=dataclasses.replace(p.schedule, depth=depth))
+        if ok(cand):
+            return cand
+    return p
+
+
 def minimize_with(program: Program, test: Callable[[Program], bool], *,
                   fail_index: int | None = None, max_runs: int = 400,
                   max_seconds: float = 300.0) -> MinimizeResult:
@@ -283,6 +298,7 @@ def minimize_with(program: Program, test: Callable[[Program], bool], *,
             resized = _ddmin(best, ok)
         best = _simplify(best, ok)
         best = _ddmin(best, ok)
+        best = _schedule(best, ok)
     except _Budget:
         exhausted = True
     return MinimizeResult(best, len(program.ops), ok.runs, time.monotonic() - start, exhausted)
@@ -295,9 +311,11 @@ def minimize(program: Program, build: Build, target: Target, mode: str, signatur
     """Minimizes ``program`` while replaying it (fresh process) gives ``signature``.
 
     A reduction is kept only when ``confirm`` fresh replays in a row give the signature:
-    by default 1 in lockstep mode (it replays identically) and 3 in concurrent mode, where
-    a reduction can hit a race once by timing alone and never again."""
-    need = confirm or (1 if mode == "lockstep" else 3)
+    by default 1 in lockstep mode and for a scheduled program (each replays identically)
+    and 3 in concurrent mode, where a reduction can hit a race once by timing alone and
+    never again."""
+    deterministic = mode == "lockstep" or (program.schedule is not None and build.scheduled)
+    need = confirm or (1 if deterministic else 3)
 
     def test(p: Program) -> bool:
         return all(run_signature(p, build, mode, target, repeats, timeout)[0] == signature

@@ -11,6 +11,11 @@ with its blocks live; a later op on that program thread runs on a fresh OS threa
 loops do not nest; the expanded program is capped at ``MAX_OPS`` ops and ``MAX_BYTES``
 bytes of blocks touched by lowering counts: see :func:`expand`).
 
+A program may carry a :class:`Schedule` (PCT seed and depth): on a schedule-controlled build
+(``asan-sched``) its concurrent mode then runs one thread at a time, switching only at the
+allocator's synchronisation points as the seeded scheduler decides (src_c/executor/sched.c),
+so it replays the same interleaving every time. Other builds and the lockstep mode ignore it.
+
 Execution rules (the executor's plan, src_c/executor/plan.c):
 
 * an op on an empty slot (free, write) or an allocation into an occupied slot is skipped;
@@ -28,6 +33,9 @@ Binary form (decoded totally -- every byte string is a program; same layout as
 src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
 
     byte 0          threads = 1 + b % 8         (empty input: 1 thread, no ops)
+                    bit 3: the first record is the schedule
+    schedule record [seed0, seed1, seed2, seed3, depth, h0, h1, h2]: seed little-endian,
+                    depth = 1 + depth % 4, horizon = 1 + (h0 | h1 << 8 | h2 << 16)
     8-byte records  [opcode % 11, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
                     (a trailing partial record is ignored)
     loop record     [9, -, body, -, e, w0, w1, w2]: the next 1 + body % 16 records,
@@ -48,7 +56,7 @@ program and ``encode(decode(b))`` is the canonical form of any ``b``.
 
 Text form (the corpus format; one op per line)::
 
-    {"version": 1, "threads": 2, "ops": [
+    {"version": 1, "threads": 2, "schedule": {"seed": 7, "depth": 2, "horizon": 64}, "ops": [
       {"op": "malloc", "thread": 0, "slot": 3, "size": 48},
       {"op": "calloc", "thread": 1, "slot": 4, "count": 2, "size": 24},
       {"op": "aligned_alloc", "thread": 0, "slot": 5, "size": 100, "align": 4096},
@@ -60,14 +68,17 @@ Text form (the corpus format; one op per line)::
       {"op": "thread_exit", "thread": 1}
     ]}
 
-Malformed text raises :class:`ProgramError` naming the file, the op index and the field.
+(``schedule`` is optional.) Malformed text raises :class:`ProgramError` naming the file,
+the op index and the field.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import random
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,6 +103,11 @@ __all__ = [
     "IMPOSSIBLE_MIN",
     "Op",
     "Program",
+    "Schedule",
+    "SCHED_MAX_DEPTH",
+    "MAX_HORIZON",
+    "HEADER_SCHEDULED",
+    "horizon_estimate",
     "ProgramError",
     "decode",
     "encode",
@@ -121,6 +137,9 @@ MAX_BODY = _C["max_body"]
 MAX_COUNT = 1 << _C["max_count_log2"]
 MAX_OPS = _C["max_ops"]
 MAX_BYTES = _C["max_bytes"]
+HEADER_SCHEDULED = _C["header_scheduled"]
+SCHED_MAX_DEPTH = _C["sched_max_depth"]
+MAX_HORIZON = 1 << 24
 MAX_CALLOC_COUNT = 4
 MAX_ALIGN_LOG2 = 20
 
@@ -183,9 +202,44 @@ class Op:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Schedule:
+    """The PCT scheduler's seed (32 bits), depth (1..SCHED_MAX_DEPTH: depth - 1 priority
+    change points) and horizon (1..2**24: a change point is one of a thread's first
+    ``horizon`` synchronisation points; PCT's k is threads * horizon)."""
+
+    seed: int
+    depth: int
+    horizon: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "depth": self.depth, "horizon": self.horizon}
+
+    @classmethod
+    def derived(cls, data: bytes, program: Program) -> Schedule:
+        """The schedule a fuzz input without one runs under on a schedule-controlled build:
+        seed and depth from a hash of the input (every mutation is a new schedule; depths
+        1..3, PCT's useful range), horizon :func:`horizon_estimate`."""
+        h = zlib.crc32(data)
+        return cls(h, 1 + (h >> 5) % 3, horizon_estimate(program))
+
+
+def horizon_estimate(program: Program) -> int:
+    """The points the busiest thread of ``program`` passes in a scheduled run, roughly:
+    0-3 an op (none for a cache hit, a free's owner test, a remote push's load and publish,
+    a refill's locks; a barrier is every thread's), and about 8 for its start and exit.
+    Measured on remote frees into one slab from two threads: a horizon twice the points
+    of a thread hits the race in 2.3% of depth-2 schedules, one near them in 7.8%."""
+    ops = collections.Counter(o.thread for o in expand(program) if o.op != "barrier")
+    barriers = sum(o.op == "barrier" for o in expand(program))
+    busiest = max(ops.values(), default=0) + barriers
+    return max(1, min(MAX_HORIZON, 8 + 2 * busiest))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Program:
     threads: int
     ops: tuple[Op, ...]
+    schedule: Schedule | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
@@ -297,6 +351,12 @@ def decode(data: bytes) -> Program:
     recs = [data[HEADER + i * RECORD: HEADER + (i + 1) * RECORD] for i in range(n)]
     ops = []
     k = 0
+    schedule = None
+    if n and data[0] & HEADER_SCHEDULED:
+        b = recs[0]
+        schedule = Schedule(int.from_bytes(b[:4], "little"), 1 + b[4] % SCHED_MAX_DEPTH,
+                            1 + int.from_bytes(b[5:8], "little"))
+        k = 1
     while k < n:
         b = recs[k]
         if OPCODES[b[0] % len(OPCODES)] != "loop":
@@ -309,7 +369,7 @@ def decode(data: bytes) -> Program:
         if body:  # a loop without a body does nothing: dropped
             ops.append(Op("loop", count=_loop_count(b), body=body))
         k += 1 + m
-    return Program(threads, tuple(ops))
+    return Program(threads, tuple(ops), schedule)
 
 
 def _alloc_bytes(op: Op) -> int:
@@ -368,6 +428,11 @@ def encode(program: Program) -> bytes:
     """Canonical binary form. Raises ValueError for a program the format cannot hold."""
     _validate(program, "<program>")
     out = bytearray([program.threads - 1])
+    if program.schedule is not None:
+        out[0] |= HEADER_SCHEDULED
+        out += program.schedule.seed.to_bytes(4, "little")
+        out += bytes([program.schedule.depth - 1])
+        out += (program.schedule.horizon - 1).to_bytes(3, "little")
     for op in program.ops:
         out += _encode_op(op)
         for inner in op.body:
@@ -382,8 +447,23 @@ def _validate(program: Program, source: str) -> None:
     if not isinstance(program.threads, int) or not 1 <= program.threads <= MAX_THREADS:
         raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {program.threads!r}",
                            field="threads")
+    _validate_schedule(program.schedule, source)
     for i, op in enumerate(program.ops):
         _validate_op(op, i, program.threads, source)
+
+
+def _validate_schedule(schedule: Schedule | None, source: str) -> None:
+    if schedule is None:
+        return
+    if type(schedule.seed) is not int or not 0 <= schedule.seed < 1 << 32:
+        raise ProgramError(source, f"seed must be 0..2**32-1, got {schedule.seed!r}",
+                           field="schedule")
+    if type(schedule.depth) is not int or not 1 <= schedule.depth <= SCHED_MAX_DEPTH:
+        raise ProgramError(source, f"depth must be 1..{SCHED_MAX_DEPTH}, got "
+                           f"{schedule.depth!r}", field="schedule")
+    if type(schedule.horizon) is not int or not 1 <= schedule.horizon <= MAX_HORIZON:
+        raise ProgramError(source, f"horizon must be 1..2**24, got {schedule.horizon!r}",
+                           field="schedule")
 
 
 def _validate_op(op: Op, i: int, threads: int, source: str) -> None:
@@ -506,6 +586,15 @@ def _op_from_json(d: object, i: int, source: str) -> Op:
     return Op(name, **vals, body=tuple(body))
 
 
+def _schedule_from_json(d: object, source: str) -> Schedule | None:
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) != {"seed", "depth", "horizon"}:
+        raise ProgramError(source, 'must be {"seed": S, "depth": D, "horizon": H}',
+                           field="schedule")
+    return Schedule(d["seed"], d["depth"], d["horizon"])
+
+
 def from_text(text: str, source: str = "<string>") -> Program:
     """Parses the versioned JSON text form; ProgramError names file, op index and field."""
     try:
@@ -524,10 +613,12 @@ def from_text(text: str, source: str = "<string>") -> Program:
     raw_ops = doc.get("ops")
     if not isinstance(raw_ops, list):
         raise ProgramError(source, "ops must be a list", field="ops")
-    program = Program(threads, tuple(_op_from_json(d, i, source) for i, d in enumerate(raw_ops)))
+    program = Program(threads, tuple(_op_from_json(d, i, source) for i, d in enumerate(raw_ops)),
+                      _schedule_from_json(doc.get("schedule"), source))
     if not 1 <= threads <= MAX_THREADS:
         raise ProgramError(source, f"threads must be 1..{MAX_THREADS}, got {threads}",
                            field="threads")
+    _validate_schedule(program.schedule, source)
     for i, op in enumerate(program.ops):
         _validate_op(op, i, threads, source)
     return program
@@ -542,7 +633,9 @@ def to_text(program: Program, indent: str = "") -> str:
     lines = [json.dumps(op.to_dict(), separators=(", ", ": ")) for op in program.ops]
     body = f",\n{indent}  ".join(lines)
     ops = f"[\n{indent}  {body}\n{indent}]" if lines else "[]"
-    text = f'{{"version": {VERSION}, "threads": {program.threads}, "ops": {ops}}}'
+    sched = ("" if program.schedule is None
+             else f', "schedule": {json.dumps(program.schedule.to_dict())}')
+    text = f'{{"version": {VERSION}, "threads": {program.threads}{sched}, "ops": {ops}}}'
     return text if indent else text + "\n"
 
 
@@ -632,15 +725,27 @@ def random_program(
 FUZZ_MODES = ("lockstep", "concurrent", "mixed")
 
 
-def from_fuzz_input(data: bytes, mode: str = "lockstep", threads: int = 0) -> tuple[bytes, str]:
+def from_fuzz_input(data: bytes, mode: str = "lockstep", threads: int = 0,
+                    scheduled: bool = False) -> tuple[bytes, str]:
     """The program a fuzz input stands for (binary form) and the mode it runs in: the one
     mapping shared by the fuzz target and triage, so a crash replays as it was fuzzed.
 
-    ``threads`` > 0 folds byte 0 so the program has at most that many threads; in
-    ``mixed`` mode bit 7 of byte 0 selects concurrent (set) or lockstep."""
+    ``threads`` > 0 folds the thread bits of byte 0 so the program has at most that many
+    threads; in ``mixed`` mode bit 7 of byte 0 selects concurrent (set) or lockstep. On a
+    schedule-controlled build (``scheduled``) every concurrent input runs scheduled: one
+    without a schedule gets :meth:`Schedule.derived` (so a campaign never runs free there,
+    and a crash replays deterministically)."""
     run_mode = mode
     if mode == "mixed":
         run_mode = "concurrent" if data[:1] and data[0] & 0x80 else "lockstep"
     if threads and data:
-        data = bytes([data[0] % threads]) + data[1:]
+        data = bytes([data[0] & ~7 | (data[0] & 7) % threads]) + data[1:]
+    if scheduled and run_mode == "concurrent":
+        program = decode(data)
+        if program.schedule is None:
+            sched = Schedule.derived(data, program)
+            head = bytes([data[0] | HEADER_SCHEDULED]) if data else bytes([HEADER_SCHEDULED])
+            whole = data[HEADER:HEADER + (len(data) - HEADER) // RECORD * RECORD]
+            data = (head + sched.seed.to_bytes(4, "little") + bytes([sched.depth - 1])
+                    + (sched.horizon - 1).to_bytes(3, "little") + whole)
     return data, run_mode

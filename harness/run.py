@@ -137,6 +137,9 @@ def _main(args: argparse.Namespace) -> int:
                   if req.target.foreign else "hakmem")
         print(f"{args.program}: {len(req.program)} ops, {req.program.threads} thread(s), "
               f"build {b.name}, target {target}, mode {req.mode}")
+        if req.program.schedule is not None and not (b.scheduled and req.mode == "concurrent"):
+            print("(its schedule is ignored: only the concurrent mode of a schedule-controlled "
+                  "build, asan-sched, runs one)")
         print(out.describe())
         if not out.passed and out.stderr_tail and out.kind in ("sanitizer", "signal", "child"):
             print("--- stderr (tail) ---")

@@ -140,8 +140,10 @@ def reproduce(program: Program, build: Build, target: Target, runs: int = 3,
     fuzzed in (``prefer``): run ``concurrent_repeats`` times in one process, or in the
     other mode, a slow program would outlast ``timeout`` without hanging."""
     best = Reproduction("pass", prefer, 1, Reliability(0, runs))
+    scheduled = program.schedule is not None and build.scheduled
     for mode in (prefer,) if hang else ("lockstep", "concurrent"):
-        repeats = 1 if mode == "lockstep" or hang else concurrent_repeats
+        # a scheduled run replays the same interleaving every time: one is the answer
+        repeats = 1 if mode == "lockstep" or scheduled or hang else concurrent_repeats
         counts: collections.Counter[str] = collections.Counter()
         first: dict[str, Outcome] = {}
         for _ in range(runs):

@@ -21,7 +21,7 @@ from harness.runtime import INSTRUMENTATION_PREFIXES
 __all__ = ["COVERAGE_SUFFIX", "VARIANTS", "VariantSpec", "defs_dir", "load_variant",
            "variant_names"]
 
-_CANONICAL_ORDER = ("release", "debug", "asan", "tsan", "ubsan")
+_CANONICAL_ORDER = ("release", "debug", "asan", "tsan", "ubsan", "asan-sched")
 COVERAGE_SUFFIX = "-cov"
 _COVERAGE_FLAG = "-fsanitize=fuzzer-no-link"
 
@@ -39,7 +39,7 @@ def variant_names(root: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda n: (rank.get(n, len(rank)), n)))
 
 
-#: The project's build variants: ("release", "debug", "asan", "tsan", "ubsan").
+#: The project's build variants: ("release", "debug", "asan", "tsan", "ubsan", "asan-sched").
 VARIANTS: tuple[str, ...] = variant_names()
 
 
@@ -57,6 +57,11 @@ class VariantSpec:
     instrumentation_prefix: str  #: "" for an unsanitized variant
     path: Path
     text: str  #: what the build stamp hashes (the file, plus the coverage marker)
+
+    @property
+    def scheduled(self) -> bool:
+        """Built with the scheduler's yield points (``HAK_SCHED=1``, src_c/alloc/syncpoint.h)."""
+        return "HAK_SCHED=1" in self.defines
 
     def with_coverage(self) -> VariantSpec:
         """The ``-cov`` twin: the same build plus libFuzzer's coverage instrumentation."""

@@ -38,6 +38,10 @@ class Verdict:
     message: str = ""
     ops_executed: int = 0
     ops_skipped: int = 0
+    #: a scheduled run: synchronisation points passed, and a hash of their sequence
+    #: (thread, kind); 0 when the run was not scheduled
+    sched_steps: int = 0
+    sched_trace: int = 0
 
     @property
     def passed(self) -> bool:
@@ -70,8 +74,10 @@ class Verdict:
         return found
 
     def describe(self) -> str:
+        sched = (f", scheduled: {self.sched_steps} points, trace {self.sched_trace:016x}"
+                 if self.sched_steps else "")
         if self.passed:
-            return f"pass ({self.ops_executed} ops executed, {self.ops_skipped} skipped)"
+            return f"pass ({self.ops_executed} ops executed, {self.ops_skipped} skipped{sched})"
         if self.status == "error":
             return f"executor error: {self.message}"
         where = "after the last op" if self.op_index < 0 else (
@@ -82,7 +88,7 @@ class Verdict:
             parts.append(f"thread {self.thread}")
         if self.slot >= 0:
             parts.append(f"slot {self.slot}")
-        lines = [", ".join(parts), f"  {self.message}"]
+        lines = [", ".join(parts) + sched, f"  {self.message}"]
         if self.pointer:
             lines.append(f"  pointer  {self.pointer:#x}")
         lines.append(f"  expected {self.expected:#x} ({self.expected})")

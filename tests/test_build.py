@@ -189,13 +189,15 @@ def test_cli_help_and_list():
 
 
 def test_variant_definitions():
-    assert variants.VARIANTS == ("release", "debug", "asan", "tsan", "ubsan")
+    assert variants.VARIANTS == ("release", "debug", "asan", "tsan", "ubsan", "asan-sched")
+    assert [n for n in variants.VARIANTS if variants.load_variant(n).scheduled] == ["asan-sched"]
     expected = {
         "release": ("", None, ["-O2", "-DNDEBUG"]),
         "debug": ("", None, ["-O1", "-g", "-DHAK_DEBUG=1"]),
         "asan": ("__asan_", "ASAN_OPTIONS", ["-fsanitize=address", "-fno-omit-frame-pointer"]),
         "tsan": ("__tsan_", "TSAN_OPTIONS", ["-fsanitize=thread"]),
         "ubsan": ("__ubsan_", "UBSAN_OPTIONS", ["-fno-sanitize-recover=undefined"]),
+        "asan-sched": ("__asan_", "ASAN_OPTIONS", ["-fsanitize=address", "-DHAK_SCHED=1"]),
     }
     for name, (prefix, opt_var, flags) in expected.items():
         spec = variants.load_variant(name)

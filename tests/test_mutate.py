@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.fuzzlibs import mutator_lib
-from harness.program import HEADER, RECORD, Op, Program, decode, encode
+from harness.program import HEADER, HEADER_SCHEDULED, RECORD, Op, Program, Schedule, decode, encode
 
 _FFI = cffi.FFI()
 _FFI.cdef("size_t hakmem_mutate_records(uint8_t *, size_t, size_t, unsigned);"
@@ -35,7 +35,8 @@ def test_records_stay_aligned_bounded_and_deterministic(lib, data, max_size, see
     assert len(out) <= max_size
     if out:
         assert (len(out) - HEADER) % RECORD == 0
-        assert out[:1] == (data[:1] or b"\x00")
+        # the header is kept, but for the schedule bit (a schedule mutation sets it)
+        assert out[0] & ~HEADER_SCHEDULED == (data[:1] or b"\x00")[0] & ~HEADER_SCHEDULED
     decode(out)  # the decoder is total: any result is a program
     assert mutate(lib, data, max_size, seed) == out
     # without libFuzzer in the process, the exported hook falls back to record mutations
@@ -73,3 +74,21 @@ def test_every_kind_of_change_happens(lib):
             if max(o.count for o in loops) >= 1000:
                 seen.add("long loop")
     assert seen == {"grow", "shrink", "edit", "structural", "loop", "long loop"}
+
+
+def test_schedules_are_given_and_varied_and_never_mutated_as_ops(lib):
+    plain = Program(3, tuple(Op("malloc", 0, s, 48) for s in range(4))
+                    + tuple(Op("free", 1 + s % 2, s) for s in range(4)))
+    given_one = {decode(mutate(lib, encode(plain), 513, seed)).schedule
+                 for seed in range(300)} - {None}
+    assert len(given_one) >= 10  # one mutation in ten, each with its own seed
+    scheduled = Program(3, plain.ops, Schedule(7, 2, 64))
+    seen = set()
+    for seed in range(300):
+        out = decode(mutate(lib, encode(scheduled), 513, seed))
+        assert out.schedule is not None  # record mutations work on the ops after it
+        if out.schedule != scheduled.schedule:
+            assert out.ops == scheduled.ops
+            seen |= {f for f in ("seed", "depth", "horizon")
+                     if getattr(out.schedule, f) != getattr(scheduled.schedule, f)}
+    assert seen == {"seed", "depth", "horizon"}

@@ -32,12 +32,15 @@ def test_decoder_total_and_canonical(data: bytes) -> None:
     assert 1 <= p.threads <= prog.MAX_THREADS
     records = max(0, len(data) - 1) // prog.RECORD
     loops = [o for o in p.ops if o.op == "loop"]
-    # every record is an op, or in a loop's body (a loop record in a body, or a loop left
-    # without a body, is dropped); with no loop record at all, one op per record
-    assert p.records <= records
+    # the first record is the schedule when header bit 3 says so; every other record is
+    # an op, or in a loop's body (a loop record in a body, or a loop left without a body,
+    # is dropped); with no loop record at all, one op per record
+    sched = 1 if records and data[0] & prog.HEADER_SCHEDULED else 0
+    assert (p.schedule is not None) == bool(sched)
+    assert p.records <= records - sched
     if not any(data[1 + 8 * i] % len(prog.OPCODES) == prog.OPCODES.index("loop")
-               for i in range(records)):
-        assert len(p) == records and not loops
+               for i in range(sched, records)):
+        assert len(p) == records - sched and not loops
     assert len(prog.expand(p)) <= prog.MAX_OPS
     canon = prog.encode(p)
     assert prog.decode(canon) == p

@@ -68,6 +68,7 @@ HAK_API void hak_free(void *ptr)
 #endif
     hak_poison(base, slab->block_size);
     struct hak_heap *heap = hak_tl_heap;
+    hak_sync(HAK_SYNC_OWNER, slab);
     if (atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
         hak_cache_push(heap, &heap->tc[slab->size_class], base);
         return;

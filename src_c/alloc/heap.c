@@ -141,6 +141,7 @@ struct hak_heap *hak_heap_get(void)
 
 static void own_slab(struct hak_heap *heap, struct hak_slab *slab)
 {
+    hak_sync(HAK_SYNC_OWNER, slab);
     atomic_store_explicit(&slab->owner, heap, memory_order_release);
     hak_slab_publish(slab);
     slab->full = false;
@@ -416,6 +417,7 @@ static void abandon_list(struct hak_slab_list *list)
     while (slab) {
         struct hak_slab *next = slab->next;
         slab->full = false;
+        hak_sync(HAK_SYNC_OWNER, slab);
         atomic_store_explicit(&slab->owner, NULL, memory_order_release);
         if (!HAK_INJECT_HEAP_ID_RECYCLE)
             hak_slab_publish(slab);
@@ -473,6 +475,7 @@ void hak_heap_thread_exit(void *arg)
     struct hak_heap *heap = arg;
     hak_tl_heap = &hak_heap_empty;
     tl_exited = true;
+    hak_sync(HAK_SYNC_EXIT, heap);
     if (heap && heap != &hak_heap_empty)
         hak_heap_abandon(heap);
 }
@@ -481,6 +484,7 @@ void hak_heap_thread_exit(void *arg)
  * owner's lock (the owner is the caller's heap, or the exit heap). */
 void hak_heap_set_aligned(struct hak_slab *slab)
 {
+    hak_sync(HAK_SYNC_OWNER, slab);
     struct hak_heap *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
     if (owner)
         hak_heap_lock(owner);
@@ -607,7 +611,7 @@ bool hak_heaps_purge(bool all)
     for (struct hak_heap *h = hak_heaps; h; h = h->next) {
         if (all) {
             hak_heap_lock(h);
-        } else if (pthread_mutex_trylock(&h->lock) != 0) {
+        } else if (!hak_mutex_trylock(&h->lock)) {
             more = true; /* busy: look again next pass */
             continue;
         }

@@ -50,12 +50,12 @@ static void fork_child(void)
 
 void hak_init_slow(void)
 {
-    pthread_mutex_lock(&init_mutex);
+    hak_mutex_lock(&init_mutex);
     if (!atomic_load_explicit(&hak_initialised, memory_order_relaxed)) {
         pthread_key_create(&hak_thread_key, hak_heap_thread_exit);
         hak_purge_init();
         atomic_store_explicit(&hak_initialised, 1, memory_order_release);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
     }
-    pthread_mutex_unlock(&init_mutex);
+    hak_mutex_unlock(&init_mutex);
 }

@@ -42,6 +42,7 @@
 #include "hakmem_debug.h"
 #include "inject.h"
 #include "poison.h"
+#include "syncpoint.h"
 
 #define HAK_API __attribute__((visibility("default")))
 #define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -407,12 +408,12 @@ void hak_abandoned_unlock(void);
 
 static inline void hak_heap_lock(struct hak_heap *heap)
 {
-    pthread_mutex_lock(&heap->lock);
+    hak_mutex_lock(&heap->lock);
 }
 
 static inline void hak_heap_unlock(struct hak_heap *heap)
 {
-    pthread_mutex_unlock(&heap->lock);
+    hak_mutex_unlock(&heap->lock);
 }
 
 /* ---- superslab.c: the shared slab pool ---- */

@@ -59,8 +59,8 @@ static struct cached_map cache[CACHE_SLOTS];
 static unsigned cache_count;
 static size_t cache_bytes;
 
-void hak_large_lock(void) { pthread_mutex_lock(&large_mutex); }
-void hak_large_unlock(void) { pthread_mutex_unlock(&large_mutex); }
+void hak_large_lock(void) { hak_mutex_lock(&large_mutex); }
+void hak_large_unlock(void) { hak_mutex_unlock(&large_mutex); }
 
 static size_t slot_of(uintptr_t user, size_t cap)
 {

@@ -5,7 +5,8 @@
  * the pool lock slab hand-out and return, the large lock (large.c) the table
  * of large blocks. A thread holding its heap's lock never takes the heaps
  * lock, so fork_prepare (heaps, then every heap) cannot deadlock with it.
- * fork() takes them all (init.c). */
+ * fork() takes them all (init.c). Each goes through syncpoint.h, so that under the
+ * scheduler taking and releasing it are yield points. */
 #include <pthread.h>
 
 #include "internal.h"
@@ -14,9 +15,9 @@ static pthread_mutex_t pool_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t heaps_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t abandoned_mutex = PTHREAD_MUTEX_INITIALIZER;
 
-void hak_pool_lock(void) { pthread_mutex_lock(&pool_mutex); }
-void hak_pool_unlock(void) { pthread_mutex_unlock(&pool_mutex); }
-void hak_heaps_lock(void) { pthread_mutex_lock(&heaps_mutex); }
-void hak_heaps_unlock(void) { pthread_mutex_unlock(&heaps_mutex); }
-void hak_abandoned_lock(void) { pthread_mutex_lock(&abandoned_mutex); }
-void hak_abandoned_unlock(void) { pthread_mutex_unlock(&abandoned_mutex); }
+void hak_pool_lock(void) { hak_mutex_lock(&pool_mutex); }
+void hak_pool_unlock(void) { hak_mutex_unlock(&pool_mutex); }
+void hak_heaps_lock(void) { hak_mutex_lock(&heaps_mutex); }
+void hak_heaps_unlock(void) { hak_mutex_unlock(&heaps_mutex); }
+void hak_abandoned_lock(void) { hak_mutex_lock(&abandoned_mutex); }
+void hak_abandoned_unlock(void) { hak_mutex_unlock(&abandoned_mutex); }

@@ -33,6 +33,9 @@
 
 #include "internal.h"
 
+/* Not a syncpoint.h lock: no synchronisation point lies inside its critical
+ * sections, so a scheduled thread never stops while it holds it, and the
+ * purge thread (which no scheduler runs) waits on its condition variable. */
 static pthread_mutex_t purge_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t purge_cond = PTHREAD_COND_INITIALIZER;
 /* Something may be given back later (set by the events, cleared by a pass

@@ -18,14 +18,21 @@ void hak_remote_push(struct hak_slab *slab, void *block)
 {
     const uintptr_t one = (uintptr_t)1 << HAK_REMOTE_COUNT_SHIFT;
     if (HAK_INJECT_REMOTE_PLAIN_PUSH) {
+        /* The seeded bug keeps the real code's points (syncpoint.h): a load, then
+         * a store where the CAS was. */
         uintptr_t *plain = (uintptr_t *)&slab->remote;
-        hak_next_set(block, hak_remote_word_head(*plain));
-        *plain = ((*plain & ~HAK_REMOTE_PTR_MASK) + one) | (uintptr_t)block;
+        hak_sync(HAK_SYNC_REMOTE_LOAD, slab);
+        uintptr_t old = *plain;
+        hak_next_set(block, hak_remote_word_head(old));
+        hak_sync(HAK_SYNC_REMOTE_PUSH, slab);
+        *plain = ((old & ~HAK_REMOTE_PTR_MASK) + one) | (uintptr_t)block;
         return;
     }
+    hak_sync(HAK_SYNC_REMOTE_LOAD, slab);
     uintptr_t word = atomic_load_explicit(&slab->remote, memory_order_relaxed);
     do {
         hak_next_set(block, hak_remote_word_head(word));
+        hak_sync(HAK_SYNC_REMOTE_PUSH, slab);
     } while (!atomic_compare_exchange_weak_explicit(
         &slab->remote, &word, (word & ~HAK_REMOTE_PTR_MASK) + one + (uintptr_t)block,
         memory_order_release, memory_order_relaxed));
@@ -42,6 +49,7 @@ void hak_remote_push(struct hak_slab *slab, void *block)
 /* Takes the whole remote list (its count goes with it). */
 static uintptr_t take_all(struct hak_slab *slab)
 {
+    hak_sync(HAK_SYNC_REMOTE_TAKE, slab);
     if (!HAK_INJECT_DRAIN_COUNTER)
         return atomic_exchange_explicit(&slab->remote, 0, memory_order_acquire);
     /* The seeded bug: the list goes, its count stays. */

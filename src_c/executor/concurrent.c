@@ -12,7 +12,11 @@
  * thread runs on a fresh one. A driver thread per program thread (which never
  * calls the allocator) starts each OS thread and joins it before starting the
  * next, so an exiting thread's TLS destructors have finished before its
- * successor reaches a barrier: quiescent points stay quiescent. */
+ * successor reaches a barrier: quiescent points stay quiescent.
+ *
+ * Scheduled (a schedule-controlled build, a program with a schedule): the same,
+ * but one program thread runs at a time, as sched.c decides, and a thread waiting
+ * for a baton or a barrier is blocked on it until the thread that moves it signals. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,12 +47,13 @@ static bool barrier(struct hx_cc *cc)
     if (atomic_fetch_add(&cc->arrived, 1) + 1 == cc->n) {
         atomic_store(&cc->arrived, 0);
         atomic_fetch_add(&cc->gen, 1);
+        hx_sched_signal(&cc->gen);
         return true;
     }
     for (unsigned n = 0; atomic_load(&cc->gen) == g; n++) {
         if (hx_failed(cc->r))
             return false;
-        hx_backoff(n);
+        hx_sched_pause(&cc->gen, n);
     }
     return true;
 }
@@ -80,6 +85,7 @@ static void *body(void *arg)
     struct hx_cc *cc = seg->cc;
     struct hx_run *r = cc->r;
     int t = seg->t;
+    hx_sched_enter(t);
     for (; cc->k[t] < cc->len[t]; cc->k[t]++) {
         if (hx_failed(r))
             return NULL;
@@ -106,10 +112,11 @@ static void *body(void *arg)
             for (unsigned n = 0; atomic_load(baton) != (int64_t)i; n++) {
                 if (hx_failed(r))
                     return NULL;
-                hx_backoff(n);
+                hx_sched_pause(baton, n);
             }
             hx_exec(r, i, t);
             atomic_store(baton, r->next_on_slot[i]);
+            hx_sched_signal(baton);
         }
         }
     }
@@ -130,6 +137,7 @@ static void *driver(void *arg)
         }
         pthread_join(th, NULL);
     } while (seg->exited && !hx_failed(seg->cc->r));
+    hx_sched_leave(seg->t);
     return NULL;
 }
 
@@ -162,6 +170,7 @@ void hx_run_concurrent(struct hx_run *r)
     }
     for (int s = 0; s < HAKX_SLOTS; s++)
         atomic_store(&r->baton[s], r->first_on_slot[s]);
+    bool scheduled = hx_sched_begin(r);
     unsigned started = 0;
     for (; started < r->nthreads; started++) {
         first[started].cc = cc;
@@ -177,6 +186,8 @@ void hx_run_concurrent(struct hx_run *r)
         hx_cleanup(r);
     if (r->whitebox && !hx_failed(r))
         hx_wb_leak(r);
+    if (scheduled)
+        hx_sched_end(r->verdict);
 out:
     if (cc)
         for (unsigned t = 0; t < HAKX_MAX_THREADS; t++)

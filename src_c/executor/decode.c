@@ -75,6 +75,28 @@ uint64_t hx_loop_count(const uint8_t *b)
     return 1 + w % ((uint32_t)1 << (b[4] % (HAKX_MAX_COUNT_LOG2 + 1)));
 }
 
+/* Records before the first op: the schedule record, if the header says so. */
+static size_t first_record(const uint8_t *data, size_t len)
+{
+    size_t nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
+    return nrec && (data[0] & HAKX_HEADER_SCHEDULED) ? 1 : 0;
+}
+
+HAKX_API uint32_t hakx_schedule_of(const uint8_t *data, size_t len, struct hakx_schedule *out)
+{
+    out->seed = 0;
+    out->depth = 0;
+    out->horizon = 0;
+    if (first_record(data, len)) {
+        const uint8_t *b = data + HAKX_HEADER;
+        out->seed = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                    (uint32_t)b[3] << 24;
+        out->depth = 1 + b[4] % HAKX_SCHED_MAX_DEPTH;
+        out->horizon = 1 + ((uint32_t)b[5] | (uint32_t)b[6] << 8 | (uint32_t)b[7] << 16);
+    }
+    return out->depth;
+}
+
 /* Bytes an op allocates (and so fills and verifies): 0 for an impossible request, which
  * fails without touching memory. */
 static uint64_t alloc_bytes(const struct hakx_op *o)
@@ -108,7 +130,8 @@ static void walk_init(struct walk *w, const uint8_t *data, size_t len)
     w->data = data;
     w->nt = len ? 1u + data[0] % HAKX_MAX_THREADS : 1u;
     w->nrec = len > HAKX_HEADER ? (len - HAKX_HEADER) / HAKX_RECORD : 0;
-    for (size_t r = 0; r < w->nrec; r++) {
+    w->k = first_record(data, len);
+    for (size_t r = w->k; r < w->nrec; r++) {
         const uint8_t *b = data + HAKX_HEADER + r * HAKX_RECORD;
         if (is_loop(b))
             continue;

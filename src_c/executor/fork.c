@@ -186,7 +186,10 @@ void hx_fork(struct hx_run *r, size_t i, int t)
         hx_error(r, "pipe failed for the fork op: %s", strerror(errno));
         return;
     }
+    hx_sched_fork(true);
     pid_t pid = fork();
+    if (pid)
+        hx_sched_fork(false);
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);

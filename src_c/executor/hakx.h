@@ -6,6 +6,7 @@
  *
  * Binary program format (every byte string is a valid program):
  *   byte 0            header: threads = 1 + (b % 8)        (empty input: 1 thread, no ops)
+ *                     bit 3 (HAKX_HEADER_SCHEDULED): the first record is the schedule
  *   then 8-byte op records; a trailing partial record is ignored:
  *     r[0] opcode  = r[0] % 11  (enum hakx_opcode)
  *     r[1] thread  = r[1] % threads
@@ -34,6 +35,13 @@
  *   checks what it inherited and reports (fork.c). Only the first HAKX_MAX_FORKS forks of
  *   a run take effect (a fork costs milliseconds: a loop of them would stall a campaign).
  *   Fields an opcode does not use decode to 0 (the canonical encoding writes 0).
+ *   The schedule record (header bit 3, and at least one record): the seed and depth of
+ *   the PCT scheduler (executor/sched.c) that runs the program's concurrent mode on a
+ *   schedule-controlled build (hakx_sched_supported()); ignored elsewhere:
+ *     r[0..3] seed (little-endian), r[4] depth = 1 + r[4] % HAKX_SCHED_MAX_DEPTH
+ *     (depth - 1 priority change points), r[5..7] horizon = 1 + (r5 | r6<<8 | r7<<16):
+ *     a change point is a thread's point drawn from its points 1 .. horizon (PCT's k
+ *     is threads * horizon; executor/sched.c).
  *
  * The executor runs the expanded program: every loop unrolled in place. A verdict names
  * the failing op of the expanded program (op_index) and of the program as written
@@ -56,7 +64,7 @@
 
 /* Bumped when the format or semantics change; hakx_version() returns it, and the harness
  * refuses a library whose version differs from the header it was loaded with. */
-#define HAKX_VERSION 3
+#define HAKX_VERSION 4
 
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
@@ -65,6 +73,8 @@
  * for minutes (the fuzzer's timeout, kept as a hang) while doing nothing a shorter run does not */
 #define HAKX_MAX_BYTES 1073741824
 #define HAKX_MAX_FORKS 2           /* fork ops that take effect per run; later ones are skipped */
+#define HAKX_HEADER_SCHEDULED 8    /* header bit: the first record is the schedule */
+#define HAKX_SCHED_MAX_DEPTH 4     /* PCT depth 1..4: up to 3 priority change points */
 
 enum hakx_opcode {
     HAKX_OP_MALLOC = 0,
@@ -93,6 +103,13 @@ struct hakx_op {
 };
 
 enum hakx_mode { HAKX_MODE_LOCKSTEP = 0, HAKX_MODE_CONCURRENT = 1 };
+
+/* A program's schedule; depth 0: none (the program runs free). */
+struct hakx_schedule {
+    uint32_t seed;
+    uint32_t depth;
+    uint32_t horizon;
+};
 
 /* Test hooks (bit flags): make a white-box check fire on purpose. */
 #define HAKX_HOOK_BOUNDARY 1u   /* lie: the first block's base is reported 8 B off */
@@ -128,6 +145,8 @@ struct hakx_verdict {
     uint64_t observed;
     uint64_t ops_executed; /* effective ops run (all repeats) */
     uint64_t ops_skipped;  /* ops skipped (empty/occupied slot, ...) */
+    uint64_t sched_steps;  /* scheduled run: synchronisation points passed (0: not scheduled) */
+    uint64_t sched_trace;  /* scheduled run: hash of the sequence of points (thread, kind) */
     char message[512];
 };
 
@@ -140,6 +159,13 @@ HAKX_API size_t hakx_decode(const uint8_t *data, size_t len, struct hakx_op *ops
  * Returns verdict->status. Never calls back into Python. */
 HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
                       struct hakx_verdict *verdict);
+
+/* Stores the schedule of a program in *out (depth 0: it has none); returns out->depth. */
+HAKX_API uint32_t hakx_schedule_of(const uint8_t *data, size_t len, struct hakx_schedule *out);
+
+/* 1 if this library is a schedule-controlled build: its concurrent mode runs a program
+ * that has a schedule under the deterministic scheduler. */
+HAKX_API int hakx_sched_supported(void);
 
 /* HAKX_VERSION of the headers the library was compiled from. */
 HAKX_API int hakx_version(void);

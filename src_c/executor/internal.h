@@ -10,6 +10,7 @@
 
 #include "hakx.h"
 #include "hakmem_debug.h"
+#include "syncpoint.h" /* the allocator's synchronisation points (src_c/alloc/syncpoint.h) */
 
 #define HX_HIDDEN __attribute__((visibility("hidden")))
 
@@ -131,6 +132,7 @@ struct hx_run {
     _Atomic uint64_t executed;
     /* concurrent.c */
     _Atomic int64_t baton[HAKX_SLOTS];
+    struct hakx_schedule schedule; /* depth 0: none */
 };
 
 /* ---- verdict.c */
@@ -202,6 +204,34 @@ HX_HIDDEN void hx_turn_go(struct hx_turn *t);
 HX_HIDDEN void hx_turn_hint(struct hx_turn *t);
 /* Waits for the next go (spins while hinted, sleeps otherwise). */
 HX_HIDDEN void hx_turn_wait(struct hx_turn *t);
+
+/* ---- sched.c: the scheduler of scheduled runs (a schedule-controlled build's
+ * concurrent mode, for a program with a schedule). In other builds these are empty. */
+#if HAK_SCHED
+/* Starts scheduling r's program threads (false: r runs free). */
+HX_HIDDEN bool hx_sched_begin(struct hx_run *r);
+/* Stops (after the run's cleanup), stores the steps and the trace in v, and gives
+ * back what the allocator keeps cached (hak_collect). */
+HX_HIDDEN void hx_sched_end(struct hakx_verdict *v);
+/* An OS thread starts for program thread t: it waits for its turn. */
+HX_HIDDEN void hx_sched_enter(int t);
+/* t's last OS thread has ended (its driver says so, for it): the turn goes on. */
+HX_HIDDEN void hx_sched_leave(int t);
+/* The calling thread waits for something at addr: blocked until hx_sched_signal(addr)
+ * (unscheduled: busy-wait step n). */
+HX_HIDDEN void hx_sched_pause(const void *addr, unsigned n);
+HX_HIDDEN void hx_sched_signal(const void *addr);
+/* Around fork(): one fork at a time, and the child must not schedule. */
+HX_HIDDEN void hx_sched_fork(bool before);
+#else
+static inline bool hx_sched_begin(struct hx_run *r) { (void)r; return false; }
+static inline void hx_sched_end(struct hakx_verdict *v) { (void)v; }
+static inline void hx_sched_enter(int t) { (void)t; }
+static inline void hx_sched_leave(int t) { (void)t; }
+static inline void hx_sched_pause(const void *addr, unsigned n) { (void)addr; hx_backoff(n); }
+static inline void hx_sched_signal(const void *addr) { (void)addr; }
+static inline void hx_sched_fork(bool before) { (void)before; }
+#endif
 
 /* ---- lockstep.c / concurrent.c */
 HX_HIDDEN void hx_run_lockstep(struct hx_run *r);

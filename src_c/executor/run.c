@@ -77,6 +77,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     r->mode = opt->mode;
     r->whitebox = opt->whitebox && tg->hakmem && hak_counters_snapshot && hak_block_info;
     r->use_lock = opt->mode == HAKX_MODE_CONCURRENT;
+    hakx_schedule_of(copy, len, &r->schedule);
     pthread_mutex_init(&r->lock, NULL);
     struct hx_planner pl = {.r = r};
     if (hx_plan_alloc(r, &pl.ps)) {
