@@ -102,3 +102,14 @@ def test_minimizer_drops_a_loop_the_bug_does_not_need():
 
     res = minimize_with(p, needs_free_only)
     assert all(o.op != "loop" for o in res.program.ops), res.program
+
+
+def test_white_box_checks_do_not_race_with_carving_under_tsan(built):
+    """A remote free's white-box check (hak_block_info) reads the slab's `carved` while its
+    owner carves: a plain read against a plain write was a data race that TSan reported
+    on the clean build, 3 runs of 3, before both became relaxed atomics."""
+    body = tuple(Op("malloc", 0, s, 16) for s in range(8)) + tuple(
+        Op("free", 1, s) for s in range(8))
+    p = Program(2, (Op("loop", count=2000, body=body),))
+    out = replay(p, built("tsan"), "concurrent", repeats=3, timeout=600)
+    assert out.passed, out.describe()

@@ -50,7 +50,7 @@ static int slab_block_info(struct hak_superslab *ss, uintptr_t p, struct hak_blo
     out->usable_size = hak_usable_size((void *)p);
     out->owner = owner ? owner->serial : 0;
     out->block_index = hak_block_index(slab, base);
-    if (out->block_index >= slab->carved)
+    if (out->block_index >= __atomic_load_n(&slab->carved, __ATOMIC_RELAXED))
         out->state = HAK_STATE_UNCARVED;
     else if (flags & HAK_INFO_STATE)
         out->state = carved_state(slab, hak_block_base(slab, p));

@@ -45,7 +45,11 @@ static uint32_t carve(struct hak_slab *slab, uint32_t want, void **out)
         block -= slab->block_size;
         out[i] = (void *)block;
     }
-    slab->carved += n;
+    /* A relaxed atomic store (a plain store on every target): hak_block_info reads
+     * `carved` from other threads without the owner's lock (the white-box check of a
+     * remote free); the value only grows, so any value it reads is a right answer
+     * for a block it was handed. */
+    __atomic_store_n(&slab->carved, slab->carved + n, __ATOMIC_RELAXED);
     return n;
 }
 
