@@ -38,7 +38,7 @@ from harness.triage import (
     signature_frames,
 )
 
-__all__ = ["CrashLifecycle", "hang_timeout", "replay_timeout"]
+__all__ = ["CrashLifecycle", "hang_timeout"]
 
 Say = Callable[[str], None]
 #: repeats per replay stop growing here (a race that needs more is kept as it is)
@@ -53,10 +53,8 @@ def hang_timeout(fuzz_timeout: float) -> float:
     return max(5.0, 4 * fuzz_timeout)
 
 
-def replay_timeout(path: Path, fuzz_timeout: float) -> float:
-    """Per-replay timeout for a crash file: :func:`hang_timeout` for the fuzzer's timeouts,
-    anything else 30 s."""
-    return hang_timeout(fuzz_timeout) if path.name.startswith("timeout-") else 30.0
+#: per-replay timeout of a crash file that is not a fuzzer timeout
+CRASH_REPLAY_TIMEOUT = 30.0
 
 
 class CrashLifecycle:
@@ -126,8 +124,9 @@ class CrashLifecycle:
         data, mode = from_fuzz_input(path.read_bytes(), self.opts.mode, self.opts.threads,
                                      self.build.scheduled)
         program = decode(data)
-        timeout = replay_timeout(path, self.opts.timeout)
-        rep = self._reproduce(program, mode, timeout, hang=path.name.startswith("timeout-"))
+        hang = path.name.startswith("timeout-")  # libFuzzer's name for a timed-out input
+        timeout = hang_timeout(self.opts.timeout) if hang else CRASH_REPLAY_TIMEOUT
+        rep = self._reproduce(program, mode, timeout, hang)
         entry = CrashEntry(str(path), rep.signature, str(rep.reliability), rep.mode,
                            rep.repeats, len(program.ops), round(t0 - self.start, 2))
         if rep.signature == "pass":
