@@ -24,6 +24,7 @@ from harness.build import Build
 from tests.fixtures.cprog import compile_against
 
 SOURCE = Path(__file__).resolve().parent / "fork" / "fork_stress.c"
+AT_INIT = Path(__file__).resolve().parent / "fork" / "fork_at_init.c"
 #: forks per run, sized to keep each run well under 30 s on 2 cores.
 FORKS = {"release": 200, "asan": 60, "tsan": 40}
 LINE = re.compile(r"fork_stress: forks=(\d+) ok=(\d+) check=(\d+) corrupt=(\d+) null=(\d+) "
@@ -85,3 +86,18 @@ def test_fork_unlocked_seeded_bug_breaks_children(built: Callable[..., Build],
         if failed:
             break
     assert failed, "fork_unlocked: every child passed; the fork stress no longer sees the bug"
+
+
+# Not tsan: its runtime crashes when the program interposes pthread_key_create.
+@pytest.mark.parametrize("variant", ["release", "asan"])
+def test_fork_while_another_thread_initialises(built: Callable[..., Build], tmp_path: Path,
+                                              variant: str) -> None:
+    """A worker's first allocation is held inside the initialisation (the program's own
+    pthread_key_create) until the main thread has forked: the child must allocate, check
+    its heap and fork a grandchild that does the same. The lock-based initialisation that
+    preceded pthread_once left the child hung on a lock of a thread it does not have."""
+    build = built(variant)
+    exe = compile_against(build, AT_INIT, tmp_path / f"fork-at-init-{variant}", "-rdynamic")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | build.runtime.options
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, f"{variant}: {proc.stdout}{proc.stderr[-3000:]}"

@@ -128,7 +128,6 @@ struct hak_heap *hak_heap_get(void)
         return heap;
     if (tl_exited)
         return NULL;
-    hak_ensure_init();
     hak_heaps_lock();
     heap = heap_new_locked();
     hak_heaps_unlock();

@@ -2,8 +2,17 @@
  *
  * Initialisation allocates nothing through malloc: the thread key and the
  * lock-free registry need no memory, so the LD_PRELOAD library cannot recurse
- * into itself while it starts. pthread_atfork is registered last, after the
- * allocator is usable, because it may allocate.
+ * into itself while it starts. pthread_atfork is registered last and may
+ * allocate: the initialising thread's own allocations go through (a
+ * thread-local flag; glibc holds the lock fork takes while it registers, so
+ * no fork copies their locks), and every other thread waits in pthread_once
+ * until the handlers exist. No other thread takes an allocator lock before
+ * that (locks.c): a fork without handlers copies a held lock into a child
+ * that has nobody to release it (a fork stress child in CI hung on the large
+ * lock when the flag said "initialised" a moment before the handlers were
+ * registered). pthread_once, not a mutex, because glibc reruns
+ * in the child a once routine that a fork interrupted, where a mutex would
+ * stay held forever.
  *
  * fork(): the parent takes every lock around the fork, every thread heap's
  * own lock included, so no thread is inside a slow path (refill, flush, slab
@@ -22,7 +31,12 @@
 
 _Atomic int hak_initialised;
 pthread_key_t hak_thread_key;
-static pthread_mutex_t init_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static HAK_TLS bool tl_initialising;
+/* Set once pthread_atfork has returned, and by fork_child (which runs only if
+ * they were): a child that reruns an initialisation its fork interrupted must
+ * not register them twice (fork_prepare would then take its locks twice). */
+static bool handlers_registered;
 
 static void fork_prepare(void)
 {
@@ -42,20 +56,26 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    handlers_registered = true;
     hak_purge_fork_child();
     hak_large_unlock();
     hak_pool_unlock();
     hak_heaps_fork_child();
 }
 
+static void init_once_routine(void)
+{
+    tl_initialising = true;
+    pthread_key_create(&hak_thread_key, hak_heap_thread_exit);
+    hak_purge_init();
+    if (!handlers_registered)
+        handlers_registered = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+    tl_initialising = false;
+    atomic_store_explicit(&hak_initialised, 1, memory_order_release);
+}
+
 void hak_init_slow(void)
 {
-    hak_mutex_lock(&init_mutex);
-    if (!atomic_load_explicit(&hak_initialised, memory_order_relaxed)) {
-        pthread_key_create(&hak_thread_key, hak_heap_thread_exit);
-        hak_purge_init();
-        atomic_store_explicit(&hak_initialised, 1, memory_order_release);
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
-    }
-    hak_mutex_unlock(&init_mutex);
+    if (!tl_initialising) /* else pthread_atfork is allocating */
+        pthread_once(&init_once, init_once_routine);
 }

@@ -59,7 +59,11 @@ static struct cached_map cache[CACHE_SLOTS];
 static unsigned cache_count;
 static size_t cache_bytes;
 
-void hak_large_lock(void) { hak_mutex_lock(&large_mutex); }
+void hak_large_lock(void)
+{
+    hak_ensure_init(); /* no lock before the fork handlers exist (locks.c) */
+    hak_mutex_lock(&large_mutex);
+}
 void hak_large_unlock(void) { hak_mutex_unlock(&large_mutex); }
 
 static size_t slot_of(uintptr_t user, size_t cap)
@@ -223,7 +227,6 @@ void *hak_large_alloc(size_t size, size_t align, bool zero)
         errno = ENOMEM;
         return NULL;
     }
-    hak_ensure_init();
     struct cached_map m;
     bool reused;
     hak_large_lock();

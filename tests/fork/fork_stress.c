@@ -21,7 +21,8 @@
  * 3 with the message on stderr, a bad pattern 4, a NULL 5, a misaligned
  * aligned allocation 6 (counted with the parent's); every tenth child then
  * execs /bin/true instead of exiting (7 if exec fails); a child still
- * running after 20 s is killed by its own alarm (SIGALRM: "hung").
+ * running after 20 s is killed by its own alarm (SIGALRM: "hung"), after
+ * writing its stack to stderr (where it hangs is the diagnosis).
  *
  * Built two ways: -DFORK_HAK_API links libhakmem.so and calls hak_* (the
  * tests); without it the program calls the standard names and finds
@@ -38,6 +39,7 @@
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -266,8 +268,20 @@ static void *worker(void *arg)
 
 /* ---- the child ---- */
 
+static void hung(int sig)
+{
+    static const char msg[] = "fork_stress: a child hung; its stack:\n";
+    ssize_t ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
+    void *frames[64];
+    backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void child(unsigned fork_no)
 {
+    signal(SIGALRM, hung);
     alarm(20);
     if (heap_check) {
         struct hak_heap_report r;
@@ -327,6 +341,8 @@ int main(int argc, char **argv)
 #ifndef FORK_HAK_API
     heap_check = (int (*)(struct hak_heap_report *))dlsym(RTLD_DEFAULT, "hak_heap_check");
 #endif
+    void *warm[1];
+    backtrace(warm, 1); /* loads libgcc now: a hung child's handler must not */
     pthread_t tids[MAX_WORKERS];
     for (unsigned i = 0; i < threads; i++)
         pthread_create(&tids[i], NULL, worker, (void *)(uintptr_t)i);
