@@ -24,7 +24,7 @@
  *   swap     two records exchanged
  *   size     one record's size selector and value copied onto another
  *   thread   one record moved to another thread (a local free becomes remote)
- *   insert   a structural op (barrier, flush, thread exit, fork) inserted
+ *   insert   a structural op (barrier, flush, thread exit, collect, fork) inserted
  *   loop     a loop record inserted before a run of 1-4 records, which becomes its body:
  *            the count up to 2^20, skewed small (most loops short, some long enough
  *            to refill a class thousands of times); an existing loop's count rescaled
@@ -44,7 +44,7 @@
 enum { HEADER = HAKX_HEADER, RECORD = HAKX_RECORD, SLOTS = HAKX_SLOTS, MAX_REPEAT = 16 };
 enum { SCHEDULED = HAKX_HEADER_SCHEDULED };
 enum { OP_BARRIER = HAKX_OP_BARRIER, OP_FLUSH = HAKX_OP_FLUSH, OP_THREAD_EXIT = HAKX_OP_THREAD_EXIT,
-       OP_FORK = HAKX_OP_FORK, OP_LOOP = HAKX_OP_LOOP };
+       OP_FORK = HAKX_OP_FORK, OP_COLLECT = HAKX_OP_COLLECT, OP_LOOP = HAKX_OP_LOOP };
 
 __attribute__((weak)) size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
@@ -142,10 +142,11 @@ static size_t thread(uint8_t *data, size_t n, size_t room, struct rng *r)
 
 static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
 {
-    /* a fork costs 5 ms (release) to 20 ms (asan) per run: one insert in ten */
+    /* a fork costs 5 ms (release) to 20 ms (asan) per run: one insert in eleven; a
+     * collect (a purge: madvise and munmap) about as rare */
     static const uint8_t structural[] = {OP_BARRIER, OP_FLUSH, OP_THREAD_EXIT, OP_BARRIER,
                                          OP_FLUSH, OP_THREAD_EXIT, OP_BARRIER, OP_FLUSH,
-                                         OP_THREAD_EXIT, OP_FORK};
+                                         OP_THREAD_EXIT, OP_COLLECT, OP_FORK};
     (void)room;
     size_t at = below(r, n + 1);
     open_gap(data, n, at, 1);

@@ -7,6 +7,9 @@ with its blocks live; a later op on that program thread runs on a fresh OS threa
 ``barrier`` (a quiescent point for every thread; white-box counters are checked there),
 ``flush`` (``hak_flush_thread`` on that thread; a no-op on foreign targets), ``fork``
 (that thread forks the process; the child checks what it inherited, src_c/executor/fork.c),
+``collect`` (``hak_collect`` on that thread: its caches flushed, then everything that can go
+back to the OS given back at once, as the purge thread would after its delay; a no-op on
+foreign targets),
 ``loop`` (its ``body`` of 1..16 ops runs ``count`` times, 1..2**20, on the same OS threads;
 loops do not nest; the expanded program is capped at ``MAX_OPS`` ops and ``MAX_BYTES``
 bytes of blocks touched by lowering counts: see :func:`expand`).
@@ -36,7 +39,7 @@ src_c/executor/hakx.h, whose C decoder must agree with :func:`decode`)::
                     bit 3: the first record is the schedule
     schedule record [seed0, seed1, seed2, seed3, depth, h0, h1, h2]: seed little-endian,
                     depth = 1 + depth % 4, horizon = 1 + (h0 | h1 << 8 | h2 << 16)
-    8-byte records  [opcode % 11, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
+    8-byte records  [opcode % 12, thread % threads, slot % 64, size selector, v0, v1, v2, aux]
                     (a trailing partial record is ignored)
     loop record     [9, -, body, -, e, w0, w1, w2]: the next 1 + body % 16 records,
                     count = 1 + w % 2**(e % 21); a loop record inside a body is ignored,
@@ -65,6 +68,7 @@ Text form (the corpus format; one op per line)::
       {"op": "loop", "count": 1000, "body": [{"op": "malloc", "thread": 0, "slot": 6,
        "size": 64}, {"op": "free", "thread": 1, "slot": 6}]},
       {"op": "fork", "thread": 0},
+      {"op": "collect", "thread": 1},
       {"op": "thread_exit", "thread": 1}
     ]}
 
@@ -146,7 +150,7 @@ MAX_ALIGN_LOG2 = 20
 #: ops that carry a size, ops that name a slot, ops that run on one program thread
 SIZED_OPS = ("malloc", "calloc", "realloc", "aligned_alloc")
 SLOTTED_OPS = SIZED_OPS + ("free", "write")
-THREADED_OPS = SLOTTED_OPS + ("thread_exit", "flush", "fork")
+THREADED_OPS = SLOTTED_OPS + ("thread_exit", "flush", "fork", "collect")
 
 
 class ProgramError(UsageError):

@@ -68,12 +68,14 @@ def test_every_kind_of_change_happens(lib):
             seen.add("edit")
         if any(o.op in ("barrier", "flush", "thread_exit", "fork") for o in out.ops):
             seen.add("structural")
+        if any(o.op == "collect" for o in out.ops):
+            seen.add("collect")
         loops = [o for o in out.ops if o.op == "loop"]
         if loops:
             seen.add("loop")
             if max(o.count for o in loops) >= 1000:
                 seen.add("long loop")
-    assert seen == {"grow", "shrink", "edit", "structural", "loop", "long loop"}
+    assert seen == {"grow", "shrink", "edit", "structural", "collect", "loop", "long loop"}
 
 
 def test_schedules_are_given_and_varied_and_never_mutated_as_ops(lib):

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from harness.build import Build
+from harness.checks import replay
+from harness.program import Op, Program
 from tests.fixtures.cprog import compile_against
 
 HERE = Path(__file__).resolve().parent
@@ -69,6 +71,25 @@ def test_early_purge_seeded_bug(built: Callable[..., Build], tmp_path: Path,
         assert live > 0, f"early_purge lost no block: {proc.stdout}"
     else:
         assert proc.returncode == 0 and live == 0, proc.stdout
+
+
+#: The owner flushes its cache (so its slab's used blocks are exactly the program's), another
+#: thread frees them all remotely (every one pending) and collects: the purge finds the
+#: owner's slab with all its used blocks pending.
+PENDING_THEN_COLLECT = Program(2, (*(Op("malloc", 0, s, 1000) for s in range(16)), Op("flush", 0),
+                                   *(Op("free", 1, s) for s in range(16)), Op("collect", 1)))
+
+
+@pytest.mark.parametrize("mode", ["lockstep", "concurrent"])
+def test_the_collect_op_lets_a_program_find_early_purge(built: Callable[..., Build],
+                                                       mode: str) -> None:
+    """The program op behind campaigns' reach into the purge: the seeded bug loses the
+    pending blocks (the executor's counters see it), the clean build passes."""
+    bad = replay(PENDING_THEN_COLLECT, built("asan", "early_purge"), mode)
+    assert bad.name == "counters" and "allocator counts 15 live blocks" in bad.verdict.message, (
+        bad.name, bad.report or bad.stderr_tail)
+    clean = replay(PENDING_THEN_COLLECT, built("asan"), mode)
+    assert clean.passed, clean.report or clean.stderr_tail
 
 
 def test_destructor_allocating_in_the_last_round_leaks_no_heap(

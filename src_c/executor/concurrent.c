@@ -105,6 +105,7 @@ static void *body(void *arg)
                 hak_flush_thread();
             break;
         case HAKX_OP_FORK: /* on no slot: no baton */
+        case HAKX_OP_COLLECT:
             hx_exec(r, i, t);
             break;
         default: {

@@ -58,7 +58,7 @@ static struct hakx_op decode_one(const uint8_t *b, unsigned nt)
     case HAKX_OP_BARRIER:
         o.thread = 0;
         break;
-    default: /* thread_exit, flush, fork: thread only */
+    default: /* thread_exit, flush, fork, collect: thread only */
         break;
     }
     return o;

@@ -8,7 +8,7 @@
  *   byte 0            header: threads = 1 + (b % 8)        (empty input: 1 thread, no ops)
  *                     bit 3 (HAKX_HEADER_SCHEDULED): the first record is the schedule
  *   then 8-byte op records; a trailing partial record is ignored:
- *     r[0] opcode  = r[0] % 11  (enum hakx_opcode)
+ *     r[0] opcode  = r[0] % 12  (enum hakx_opcode)
  *     r[1] thread  = r[1] % threads
  *     r[2] slot    = r[2] % 64
  *     r[3] size selector (r[3] % 8), r[4..6] v0 v1 v2 (v = v0 | v1<<8 | v2<<16):
@@ -34,6 +34,10 @@
  *   A fork record (thread only) forks the process from that program thread; the child
  *   checks what it inherited and reports (fork.c). Only the first HAKX_MAX_FORKS forks of
  *   a run take effect (a fork costs milliseconds: a loop of them would stall a campaign).
+ *   A collect record (thread only) calls hak_collect() on that program thread: its caches
+ *   flushed, then everything that can be given back to the OS given back at once (the purge
+ *   the background thread does after its delay, here at a point the program chooses, so
+ *   replays stay deterministic); a no-op on foreign targets.
  *   Fields an opcode does not use decode to 0 (the canonical encoding writes 0).
  *   The schedule record (header bit 3, and at least one record): the seed and depth of
  *   the PCT scheduler (executor/sched.c) that runs the program's concurrent mode on a
@@ -64,7 +68,7 @@
 
 /* Bumped when the format or semantics change; hakx_version() returns it, and the harness
  * refuses a library whose version differs from the header it was loaded with. */
-#define HAKX_VERSION 4
+#define HAKX_VERSION 5
 
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
@@ -88,7 +92,8 @@ enum hakx_opcode {
     HAKX_OP_FLUSH = 8,
     HAKX_OP_LOOP = 9,
     HAKX_OP_FORK = 10,
-    HAKX_NUM_OPCODES = 11,
+    HAKX_OP_COLLECT = 11,
+    HAKX_NUM_OPCODES = 12,
 };
 
 /* One decoded op. size: the request (calloc: the element size).

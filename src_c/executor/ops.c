@@ -3,13 +3,15 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "hakmem.h"
 #include "internal.h"
 
 #pragma weak hak_flush_thread
+#pragma weak hak_collect
 
 static const char *const op_names[HAKX_NUM_OPCODES] = {
     "malloc", "calloc", "realloc", "aligned_alloc", "free", "write", "thread_exit", "barrier",
-    "flush", "loop", "fork",
+    "flush", "loop", "fork", "collect",
 };
 
 static uint64_t min_align(const struct hx_target *tg, uint64_t req)
@@ -265,6 +267,10 @@ void hx_exec(struct hx_run *r, size_t i, int t)
         break;
     case HAKX_OP_FORK:
         hx_fork(r, i, t);
+        break;
+    case HAKX_OP_COLLECT:
+        if (r->tg->hakmem)
+            hak_collect();
         break;
     default:
         break;

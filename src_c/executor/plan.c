@@ -91,6 +91,7 @@ void hx_plan_range(struct hx_run *r, struct hx_plan_state *ps, size_t from, size
             [HAKX_OP_THREAD_EXIT] = started[t],
             [HAKX_OP_BARRIER] = true,
             [HAKX_OP_FLUSH] = hakmem,
+            [HAKX_OP_COLLECT] = hakmem,
             [HAKX_OP_FORK] = forks < HAKX_MAX_FORKS,
         };
         bool eff = cand[op];
