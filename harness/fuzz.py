@@ -41,12 +41,12 @@ from harness.fuzzlibs import fuzz_env, native_runtime
 from harness.libfuzzer import (
     LIFELINE_ENV,
     SEED_CRASH_PREFIX,
-    SEEDS,
     CampaignDirs,
     Stats,
     campaign_key,
     command,
     read_log,
+    seed_dirs,
 )
 from harness.lifecycle import CrashLifecycle, hang_timeout
 from harness.program import decode, from_fuzz_input
@@ -105,7 +105,7 @@ def _check_seeds(c: Campaign, say: Callable[[str], None]) -> None:
     """libFuzzer's -fork mode merges seed inputs without reporting those that crash: replay
     each seed once here (concurrent mode: CONCURRENT_REPEATS runs, as triage does) and
     persist a failing one as crashes/crash-seed-<name>."""
-    for seed in sorted(SEEDS.glob("*")) if SEEDS.is_dir() else []:
+    for seed in sorted(p for d in seed_dirs(c.build.scheduled) for p in d.glob("*")):
         data, mode = from_fuzz_input(seed.read_bytes(), c.opts.mode, c.opts.threads,
                                      c.build.scheduled)
         repeats = CONCURRENT_REPEATS if mode == "concurrent" and not c.build.scheduled else 1
@@ -157,7 +157,7 @@ class _Run:
 
     def one_libfuzzer(self, seconds: float, fork: bool) -> tuple[int, bool]:
         """One libFuzzer process for ``seconds``, polled; returns (exit code, interrupted)."""
-        cmd = command(self.c.opts, self.c.dirs, seconds, fork)
+        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.c.build.scheduled)
         with self.stats.lock:
             self.stats.base_execs = self.stats.execs
         with open(self.c.dirs.run_dir / "command.txt", "a") as f:

@@ -31,13 +31,16 @@ from harness import PROJECT_ROOT
 from harness.campaign_options import CampaignOptions
 from harness.program import RECORD
 
-__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "LIFELINE_ENV", "SEEDS", "SEED_CRASH_PREFIX",
-           "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts", "campaign_key", "command",
-           "read_log"]
+__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "LIFELINE_ENV", "SCHED_SEEDS", "SEEDS",
+           "SEED_CRASH_PREFIX", "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts",
+           "campaign_key", "command", "read_log", "seed_dirs"]
 
 FUZZ_DIR = PROJECT_ROOT / "fuzz"
 TARGET_SCRIPT = FUZZ_DIR / "fuzz_target.py"
 SEEDS = FUZZ_DIR / "seeds"
+#: seeds for schedule-controlled builds only: a fork among threads in their slow paths is
+#: what a schedule can time, and elsewhere every descendant would pay a fork per run
+SCHED_SEEDS = FUZZ_DIR / "seeds-sched"
 DICT = FUZZ_DIR / "hakmem.dict"
 CAMPAIGNS = PROJECT_ROOT / "campaigns"
 #: names libFuzzer gives the inputs it persists
@@ -77,10 +80,18 @@ def campaign_key(build_name: str, target_label: str | None, opts: CampaignOption
     return f"{build_name}{tname}-{opts.mode}" + (f"-t{opts.threads}" if opts.threads else "")
 
 
+def seed_dirs(scheduled: bool) -> list[Path]:
+    """The seed folders of a campaign: ``SEEDS``, and ``SCHED_SEEDS`` on a
+    schedule-controlled build; those that exist and hold a file."""
+    dirs = [SEEDS, SCHED_SEEDS] if scheduled else [SEEDS]
+    return [d for d in dirs if d.is_dir() and any(d.iterdir())]
+
+
 def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float,
-            fork: bool = True) -> list[str]:
+            fork: bool = True, scheduled: bool = False) -> list[str]:
     """The libFuzzer command line for a run of ``seconds``, in fork mode (jobs in child
-    processes, going on past crashes) or in-process."""
+    processes, going on past crashes) or in-process; ``scheduled``: the build is
+    schedule-controlled (its seeds too)."""
     keep_going = [] if not fork else [
         f"-fork={opts.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={dirs.crashes}/",
@@ -92,8 +103,8 @@ def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float,
         cmd.append(f"-dict={DICT}")
     cmd += list(opts.libfuzzer_arg)
     cmd.append(str(dirs.corpus))
-    if not opts.no_seeds and SEEDS.is_dir() and any(SEEDS.iterdir()):
-        cmd.append(str(SEEDS))
+    if not opts.no_seeds:
+        cmd += [str(d) for d in seed_dirs(scheduled)]
     return cmd
 
 

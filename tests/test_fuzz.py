@@ -17,7 +17,7 @@ import pytest
 
 from harness import PROJECT_ROOT
 from harness.campaign_options import parse
-from harness.libfuzzer import SEEDS, CampaignDirs, command
+from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, command
 from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
 from harness.regressions import Regression
@@ -119,9 +119,10 @@ def test_a_slow_program_is_not_kept_as_a_hang(tmp_path):
 def test_libfuzzer_command_modes(tmp_path):
     dirs = CampaignDirs("key", tmp_path / "corpus", tmp_path / "run")
 
-    def cmd(*argv, fork=True, seconds=None):
+    def cmd(*argv, fork=True, seconds=None, scheduled=False):
         opts = parse(list(argv))
-        return command(opts, dirs, opts.max_time if seconds is None else seconds, fork)
+        return command(opts, dirs, opts.max_time if seconds is None else seconds, fork,
+                       scheduled)
 
     forked = cmd("--max-time", "30", "--jobs", "2")
     assert "-fork=2" in forked and "-ignore_crashes=1" in forked and str(SEEDS) in forked
@@ -130,6 +131,9 @@ def test_libfuzzer_command_modes(tmp_path):
     assert not any(a.startswith(("-fork", "-ignore_")) for a in inproc)
     assert "-max_total_time=12" in inproc
     assert str(SEEDS) not in cmd("--no-seeds")
+    assert str(SCHED_SEEDS) not in forked  # fork seeds only where a schedule times them
+    assert {str(SEEDS), str(SCHED_SEEDS)} <= set(cmd(scheduled=True))
+    assert str(SCHED_SEEDS) not in cmd("--no-seeds", scheduled=True)
     assert inproc[-1] == str(tmp_path / "corpus") or inproc[-2] == str(tmp_path / "corpus")
 
 
