@@ -11,8 +11,9 @@ with its blocks live; a later op on that program thread runs on a fresh OS threa
 back to the OS given back at once, as the purge thread would after its delay; a no-op on
 foreign targets),
 ``loop`` (its ``body`` of 1..16 ops runs ``count`` times, 1..2**20, on the same OS threads;
-loops do not nest; the expanded program is capped at ``MAX_OPS`` ops and ``MAX_BYTES``
-bytes of blocks touched by lowering counts: see :func:`expand`).
+loops do not nest; the expanded program is capped at ``MAX_OPS`` ops, ``MAX_BYTES``
+bytes of blocks touched and ``MAX_HEAVY`` barriers, thread exits and collects by lowering
+counts: see :func:`expand`).
 
 A program may carry a :class:`Schedule` (PCT seed and depth): on a schedule-controlled build
 (``asan-sched``) its concurrent mode then runs one thread at a time, switching only at the
@@ -95,6 +96,7 @@ __all__ = [
     "OPCODES",
     "SIZED_OPS",
     "MAX_OPS",
+    "MAX_HEAVY",
     "expand",
     "SLOTTED_OPS",
     "THREADED_OPS",
@@ -141,6 +143,10 @@ MAX_BODY = _C["max_body"]
 MAX_COUNT = 1 << _C["max_count_log2"]
 MAX_OPS = _C["max_ops"]
 MAX_BYTES = _C["max_bytes"]
+MAX_HEAVY = _C["max_heavy"]
+#: ops that cost milliseconds under a sanitizer (a handover of every thread and a heap walk,
+#: a thread's end, a full purge), at most MAX_HEAVY of them per expanded program
+HEAVY_OPS = ("barrier", "thread_exit", "collect")
 HEADER_SCHEDULED = _C["header_scheduled"]
 SCHED_MAX_DEPTH = _C["sched_max_depth"]
 MAX_HORIZON = 1 << 24
@@ -390,16 +396,16 @@ def _cost(op: Op, slot_max: dict[int, int]) -> int:
 
 def expand(program: Program) -> list[Op]:
     """The ops the executor runs: every loop unrolled in place, counts lowered so that the
-    whole stays within MAX_OPS ops and MAX_BYTES bytes of blocks touched, each op charged
+    whole stays within MAX_OPS ops, MAX_BYTES bytes of blocks touched (each op charged
     what it allocates plus, for free, write and realloc, the largest block the program
-    ever puts in its slot (as hakx_decode does)."""
+    ever puts in its slot) and MAX_HEAVY heavy ops (as hakx_decode does)."""
     slot_max: dict[int, int] = {}
     for o in program.ops:
         for b in o.body if o.op == "loop" else (o,):
             if b.op in SLOTTED_OPS:
                 slot_max[b.slot] = max(slot_max.get(b.slot, 0), _alloc_bytes(b))
     out: list[Op] = []
-    spent = 0
+    spent = heavy_spent = 0
     for o in program.ops:
         body = o.body if o.op == "loop" else (o,)
         count = o.count if o.op == "loop" else 1
@@ -407,7 +413,11 @@ def expand(program: Program) -> list[Op]:
         cost = sum(_cost(b, slot_max) for b in body)
         if cost:
             count = min(count, (MAX_BYTES - spent) // cost)
+        heavy = sum(b.op in HEAVY_OPS for b in body)
+        if heavy:
+            count = min(count, (MAX_HEAVY - heavy_spent) // heavy)
         spent += cost * count
+        heavy_spent += heavy * count
         out.extend(body * count)
     return out
 

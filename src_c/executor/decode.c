@@ -116,12 +116,21 @@ struct walk {
     unsigned nt;
     size_t ops;     /* expanded so far */
     uint64_t bytes; /* charged so far */
+    size_t heavy;   /* barriers, thread exits and collects so far */
     uint64_t slot_max[HAKX_SLOTS];
 };
 
 static bool is_slotted(uint8_t op)
 {
     return op <= HAKX_OP_WRITE;
+}
+
+/* Ops that cost milliseconds, not microseconds: a barrier (every thread hands over, then
+ * a heap walk), a thread exit (a thread ends and its heap is abandoned), a collect (a full
+ * purge). */
+static bool is_heavy(uint8_t op)
+{
+    return op == HAKX_OP_BARRIER || op == HAKX_OP_THREAD_EXIT || op == HAKX_OP_COLLECT;
 }
 
 static void walk_init(struct walk *w, const uint8_t *data, size_t len)
@@ -154,7 +163,7 @@ struct item {
     size_t rec;      /* first record (the loop record itself for a loop) */
     size_t nbody;    /* loop: records after rec in its body; 0 for a plain op */
     size_t ops;      /* loop: non-loop records in its body; 1 for a plain op */
-    uint64_t count;  /* times it runs, lowered to keep within HAKX_MAX_OPS and HAKX_MAX_BYTES */
+    uint64_t count;  /* times it runs, lowered to keep within HAKX_MAX_OPS, _BYTES and _HEAVY */
 };
 
 static bool next_item(struct walk *w, struct item *it)
@@ -172,6 +181,7 @@ static bool next_item(struct walk *w, struct item *it)
     }
     it->ops = 0;
     uint64_t cost = 0;
+    size_t heavy = 0;
     for (size_t j = it->nbody ? 1 : 0; j <= it->nbody; j++) {
         const uint8_t *r = b + j * HAKX_RECORD;
         if (is_loop(r))
@@ -179,6 +189,7 @@ static bool next_item(struct walk *w, struct item *it)
         struct hakx_op o = decode_one(r, w->nt);
         it->ops++;
         cost += op_cost(w, &o);
+        heavy += is_heavy(o.op);
     }
     size_t room = HAKX_MAX_OPS - w->ops;
     if (it->ops && it->count > room / it->ops)
@@ -186,8 +197,11 @@ static bool next_item(struct walk *w, struct item *it)
     uint64_t budget = HAKX_MAX_BYTES - w->bytes;
     if (cost && it->count > budget / cost)
         it->count = budget / cost;
+    if (heavy && it->count > (HAKX_MAX_HEAVY - w->heavy) / heavy)
+        it->count = (HAKX_MAX_HEAVY - w->heavy) / heavy;
     w->ops += it->ops * it->count;
     w->bytes += cost * it->count;
+    w->heavy += heavy * it->count;
     w->k += 1 + it->nbody;
     return true;
 }

@@ -29,8 +29,9 @@
  *   Loops do not nest: a loop record inside a body is ignored. A loop's count is lowered
  *   so that the expanded program never exceeds HAKX_MAX_OPS ops, nor HAKX_MAX_BYTES bytes
  *   of blocks touched, charged per op in the worst case: what it allocates, plus for free,
- *   write and realloc the largest block the program ever puts in that slot (a plain op
- *   past either budget is dropped: its count is lowered to 0).
+ *   write and realloc the largest block the program ever puts in that slot, nor
+ *   HAKX_MAX_HEAVY heavy ops (barrier, thread_exit, collect: milliseconds each under a
+ *   sanitizer); a plain op past any budget is dropped: its count is lowered to 0.
  *   A fork record (thread only) forks the process from that program thread; the child
  *   checks what it inherited and reports (fork.c). Only the first HAKX_MAX_FORKS forks of
  *   a run take effect (a fork costs milliseconds: a loop of them would stall a campaign).
@@ -68,7 +69,7 @@
 
 /* Bumped when the format or semantics change; hakx_version() returns it, and the harness
  * refuses a library whose version differs from the header it was loaded with. */
-#define HAKX_VERSION 5
+#define HAKX_VERSION 6
 
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
@@ -76,6 +77,10 @@
 /* 2^30 bytes of blocks an expanded program touches: a loop of reallocs of 2 MiB blocks ran
  * for minutes (the fuzzer's timeout, kept as a hang) while doing nothing a shorter run does not */
 #define HAKX_MAX_BYTES 1073741824
+/* barriers, thread exits and collects of an expanded program: a loop of 104k rounds of four
+ * barriers on 8 threads (3 ms each under ASan, concurrent, at load 12) ran for many minutes
+ * and was kept as a hang by a 10-minute campaign; 4096 keep it within seconds */
+#define HAKX_MAX_HEAVY 4096
 #define HAKX_MAX_FORKS 2           /* fork ops that take effect per run; later ones are skipped */
 #define HAKX_HEADER_SCHEDULED 8    /* header bit: the first record is the schedule */
 #define HAKX_SCHED_MAX_DEPTH 4     /* PCT depth 1..4: up to 3 priority change points */
