@@ -76,7 +76,7 @@ def test_fork_is_quiet_on_correct_allocators(built, tmp_path, variant, mode):
         Op("free", 2, 1), Op("free", 1, 2))),))
     for target in (Target(), Target(build_fixture("good", tmp_path), "fx_")):
         out = replay(deep, built(variant), mode, target=target, timeout=120)
-        assert out.passed, out.describe()
+        assert out.passed, f"{target.prefix or 'hakmem'}: {out.describe()}"
 
 
 def test_only_the_first_forks_of_a_run_take_effect(built):
