@@ -211,7 +211,9 @@ static void schedule_record(uint8_t *b, struct rng *r, unsigned what)
  * of records. */
 static size_t schedule(uint8_t *data, size_t n, size_t room, struct rng *r)
 {
-    if (data[0] & SCHEDULED) {
+    /* a header with the bit but no record (an input cut at max_size) has no schedule to
+     * change: writing one there ran past the buffer */
+    if ((data[0] & SCHEDULED) && n) {
         static const unsigned what[] = {1, 1, 2, 4}; /* mostly a new seed */
         schedule_record(rec(data, 0), r, what[below(r, 4)]);
         return n;

@@ -47,6 +47,23 @@ def test_records_stay_aligned_bounded_and_deterministic(lib, data, max_size, see
             == mutate(lib, data, max_size, even >> 1))
 
 
+def test_nothing_is_written_past_max_size(lib):
+    """A header with the schedule bit and no record (an input cut at max_size): the
+    schedule mutation wrote a seed past the buffer (found by the test above, as a worker
+    aborting on a corrupt heap)."""
+    canary = bytes(range(1, 33))
+    for data in (bytes([HEADER_SCHEDULED]), bytes([HEADER_SCHEDULED | 3]), b""):
+        for max_size in (1, 2, RECORD, RECORD + 1):
+            for seed in range(300):
+                room = max(max_size, len(data), 1)
+                buf = _FFI.new("uint8_t[]", room + len(canary))
+                _FFI.memmove(buf, data, len(data))
+                _FFI.memmove(buf + room, canary, len(canary))
+                n = lib.hakmem_mutate_records(buf, len(data), max_size, seed)
+                assert n <= max_size
+                assert bytes(_FFI.buffer(buf + room, len(canary))) == canary, (data, max_size, seed)
+
+
 def test_mutations_grow_same_class_runs_on_fresh_slots(lib):
     base = encode(Program(1, (Op("malloc", 0, 3, 4096), Op("free", 0, 3))))
     grown = 0
