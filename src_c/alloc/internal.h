@@ -523,6 +523,13 @@ static inline void hak_ensure_init(void)
         hak_init_slow();
 }
 
+/* A global lock (locks.c, large.c): never taken before the fork handlers exist. */
+static inline void hak_global_lock(pthread_mutex_t *m)
+{
+    hak_ensure_init();
+    hak_mutex_lock(m);
+}
+
 /* ---- report.c: misuse reports (double free, foreign pointer) ---- */
 void hak_report_misuse(const char *what, const void *ptr);
 

@@ -59,11 +59,7 @@ static struct cached_map cache[CACHE_SLOTS];
 static unsigned cache_count;
 static size_t cache_bytes;
 
-void hak_large_lock(void)
-{
-    hak_ensure_init(); /* no lock before the fork handlers exist (locks.c) */
-    hak_mutex_lock(&large_mutex);
-}
+void hak_large_lock(void) { hak_global_lock(&large_mutex); }
 void hak_large_unlock(void) { hak_mutex_unlock(&large_mutex); }
 
 static size_t slot_of(uintptr_t user, size_t cap)

@@ -224,7 +224,6 @@ void hak_purge_inject_early(struct hak_heap *heap, int size_class)
 
 HAK_API void hak_collect(void)
 {
-    hak_ensure_init();
     struct hak_heap *heap = hak_tl_heap;
     if (heap != &hak_heap_empty)
         hak_heap_flush_all(heap);
