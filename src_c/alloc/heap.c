@@ -479,6 +479,19 @@ void hak_heap_thread_exit(void *arg)
         hak_heap_abandon(heap);
 }
 
+/* The thread lives on, as a new thread would start: no destructor runs for the
+ * old heap, and tl_exited stays clear so the next allocation gets a heap. */
+HAK_API void hak_retire_thread(void)
+{
+    struct hak_heap *heap = hak_tl_heap;
+    if (heap == &hak_heap_empty)
+        return;
+    hak_tl_heap = &hak_heap_empty;
+    pthread_setspecific(hak_thread_key, NULL);
+    hak_sync(HAK_SYNC_EXIT, heap);
+    hak_heap_abandon(heap);
+}
+
 /* An aligned interior pointer was handed out of `slab`: mark it, under its
  * owner's lock (the owner is the caller's heap, or the exit heap). */
 void hak_heap_set_aligned(struct hak_slab *slab)

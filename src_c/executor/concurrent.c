@@ -8,11 +8,11 @@
  * Barriers synchronise all threads. They are abortable spin/yield barriers rather
  * than pthread_barrier_t: after a failure the other threads must not wait for a
  * thread that stopped. Each thread ends with an implicit final barrier (the end
- * quiescent point). A thread_exit ends the OS thread; the rest of that program
- * thread runs on a fresh one. A driver thread per program thread (which never
- * calls the allocator) starts each OS thread and joins it before starting the
- * next, so an exiting thread's TLS destructors have finished before its
- * successor reaches a barrier: quiescent points stay quiescent.
+ * quiescent point). Program threads run on pool threads (pool.c). A thread_exit
+ * ends the OS thread; the rest of that program thread runs on a fresh one, which
+ * joins its predecessor first, so an exiting thread's TLS destructors have
+ * finished before its successor reaches a barrier: quiescent points stay
+ * quiescent.
  *
  * Scheduled (a schedule-controlled build, a program with a schedule): the same,
  * but one program thread runs at a time, as sched.c decides, and a thread waiting
@@ -23,13 +23,13 @@
 #include "internal.h"
 
 #pragma weak hak_flush_thread
+#pragma weak hak_retire_thread
 
 struct hx_cc;
 struct hx_seg {
     struct hx_cc *cc;
     int t;
-    pthread_t driver;
-    bool exited; /* the OS thread ended at a thread_exit op: start a fresh one */
+    bool again; /* a successor: the OS thread before it ended at a thread_exit op */
 };
 
 struct hx_cc {
@@ -79,27 +79,23 @@ static bool quiescent(struct hx_cc *cc, int t, int64_t op)
     return barrier(cc);
 }
 
-static void *body(void *arg)
+/* Runs program thread t's ops from where it is; true: it reached a thread_exit. */
+static bool run_ops(struct hx_cc *cc, int t)
 {
-    struct hx_seg *seg = arg;
-    struct hx_cc *cc = seg->cc;
     struct hx_run *r = cc->r;
-    int t = seg->t;
-    hx_sched_enter(t);
     for (; cc->k[t] < cc->len[t]; cc->k[t]++) {
         if (hx_failed(r))
-            return NULL;
+            return false;
         size_t i = cc->list[t][cc->k[t]];
         const struct hakx_op *o = &r->ops[i];
         switch (o->op) {
         case HAKX_OP_BARRIER:
             if (!quiescent(cc, t, (int64_t)i))
-                return NULL;
+                return false;
             break;
         case HAKX_OP_THREAD_EXIT:
             cc->k[t]++;
-            seg->exited = true;
-            return NULL;
+            return true;
         case HAKX_OP_FLUSH:
             if (r->tg->hakmem)
                 hak_flush_thread();
@@ -112,7 +108,7 @@ static void *body(void *arg)
             _Atomic int64_t *baton = &r->baton[o->slot];
             for (unsigned n = 0; atomic_load(baton) != (int64_t)i; n++) {
                 if (hx_failed(r))
-                    return NULL;
+                    return false;
                 hx_sched_pause(baton, n);
             }
             hx_exec(r, i, t);
@@ -123,23 +119,26 @@ static void *body(void *arg)
     }
     if (!hx_failed(r))
         quiescent(cc, t, -1);
-    return NULL;
+    return false;
 }
 
-static void *driver(void *arg)
+/* Program thread t's job (pool.c): its first OS thread, or a successor, which
+ * goes on only if the run has not failed meanwhile. */
+static int body(void *arg)
 {
     struct hx_seg *seg = arg;
-    do {
-        pthread_t th;
-        seg->exited = false;
-        if (pthread_create(&th, NULL, body, seg)) {
-            hx_error(seg->cc->r, "pthread_create failed for thread %d", seg->t);
-            return NULL;
+    struct hx_run *r = seg->cc->r;
+    if (!seg->again || !hx_failed(r)) {
+        hx_sched_enter(seg->t);
+        if (run_ops(seg->cc, seg->t)) {
+            seg->again = true;
+            return HX_JOB_EXIT_AGAIN;
         }
-        pthread_join(th, NULL);
-    } while (seg->exited && !hx_failed(seg->cc->r));
+    }
+    if (r->tg->hakmem)
+        hak_retire_thread();
     hx_sched_leave(seg->t);
-    return NULL;
+    return HX_JOB_DONE;
 }
 
 void hx_run_concurrent(struct hx_run *r)
@@ -176,13 +175,14 @@ void hx_run_concurrent(struct hx_run *r)
     for (; started < r->nthreads; started++) {
         first[started].cc = cc;
         first[started].t = (int)started;
-        if (pthread_create(&first[started].driver, NULL, driver, &first[started])) {
+        if (!hx_pool_run((int)started, body, &first[started])) {
             hx_error(r, "pthread_create failed for thread %u", started);
             break;
         }
     }
     for (unsigned t = 0; t < started; t++)
-        pthread_join(first[t].driver, NULL);
+        if (!hx_pool_wait((int)t))
+            hx_error(r, "pthread_create failed for a successor of thread %u", t);
     if (!hx_failed(r))
         hx_cleanup(r);
     if (r->whitebox && !hx_failed(r))

@@ -1,6 +1,6 @@
 /* Executor internals shared by the files of src_c/executor/ (one concept each:
  * decode.c, pattern.c, target.c, intervals.c, verdict.c, whitebox.c, ops.c,
- * plan.c, sync.c, lockstep.c, concurrent.c, fork.c, run.c). */
+ * plan.c, sync.c, pool.c, lockstep.c, concurrent.c, fork.c, run.c). */
 #ifndef HAKX_INTERNAL_H
 #define HAKX_INTERNAL_H
 
@@ -232,6 +232,19 @@ static inline void hx_sched_pause(const void *addr, unsigned n) { (void)addr; hx
 static inline void hx_sched_signal(const void *addr) { (void)addr; }
 static inline void hx_sched_fork(bool before) { (void)before; }
 #endif
+
+/* ---- pool.c: OS threads kept across runs, one per program thread index */
+enum { HX_JOB_DONE, HX_JOB_EXIT, HX_JOB_EXIT_AGAIN };
+/* Held by hakx_run: one run at a time uses the pool. */
+extern HX_HIDDEN pthread_mutex_t hx_pool_lock;
+/* Runs fn(arg) on pool thread t (started if there is none); false: no thread. fn
+ * returns HX_JOB_DONE (the thread waits for its next job), HX_JOB_EXIT (the OS
+ * thread ends) or HX_JOB_EXIT_AGAIN (it ends and a fresh one runs fn(arg) again,
+ * after joining it). */
+HX_HIDDEN bool hx_pool_run(int t, int (*fn)(void *), void *arg);
+/* Waits until t's job is done (an ended thread joined); false: a successor could
+ * not be started. */
+HX_HIDDEN bool hx_pool_wait(int t);
 
 /* ---- lockstep.c / concurrent.c */
 HX_HIDDEN void hx_run_lockstep(struct hx_run *r);

@@ -95,6 +95,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
     uint32_t reps = opt->repeats ? opt->repeats : 1;
     r->hooks_left = opt->hooks;
     uint32_t done = 0;
+    pthread_mutex_lock(&hx_pool_lock);
     for (; done < reps && !hx_failed(r); done++) {
         r->repeat = done;
         memset(r->slots, 0, sizeof r->slots);
@@ -113,6 +114,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
             pipelined = false;
         }
     }
+    pthread_mutex_unlock(&hx_pool_lock);
     if (pipelined) /* no repeat ran */
         pthread_join(plt, NULL);
     uint64_t eff = 0;

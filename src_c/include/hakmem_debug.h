@@ -110,6 +110,13 @@ int hak_heap_check(struct hak_heap_report *report);
  * empty slabs to their superslabs. */
 void hak_flush_thread(void);
 
+/* Gives the calling thread's heap back exactly as the thread's exit would
+ * (caches flushed, remote frees drained, empty slabs returned, the rest
+ * abandoned for adoption, the heap id recycled); its next allocation starts a
+ * fresh heap, as a new thread's would. Lets a test driver reuse an OS thread as
+ * a new program thread. */
+void hak_retire_thread(void);
+
 /* Size class a request of `size` bytes is served from (HAK_CLASS_LARGE above
  * the mid pool), and the block size of a class. */
 int hak_size_class(size_t size);
