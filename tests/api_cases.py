@@ -224,6 +224,28 @@ def case_counters_and_heap_walk(alloc: Allocator) -> None:
     assert ok, msg
 
 
+def case_retire_thread_starts_a_fresh_heap(alloc: Allocator) -> None:
+    """hak_retire_thread gives the heap back as a thread exit would (the executor's pool
+    threads rely on it: every run starts on fresh heaps); the thread allocates on."""
+    lib = alloc.lib
+    kept = lib.hak_malloc(48)
+    old = alloc.block_info(kept).owner
+    assert old, "a live block of the calling thread's heap must have an owner"
+    lib.hak_retire_thread()
+    assert alloc.block_info(kept).owner == 0, "the retired heap's slab must be abandoned"
+    ok, msg = alloc.heap_check()
+    assert ok, msg
+    fresh = lib.hak_malloc(48)
+    new = alloc.block_info(fresh).owner
+    assert new and new != old, f"after retiring, heap {new} is not a fresh one (was {old})"
+    lib.hak_free(kept)
+    lib.hak_free(fresh)
+    lib.hak_retire_thread()
+    lib.hak_retire_thread()  # no heap: nothing to do
+    ok, msg = alloc.heap_check()
+    assert ok, msg
+
+
 def case_heap_walk_catches_corruption(alloc: Allocator) -> None:
     """A free block whose link is overwritten (a use-after-free write) is reported.
 

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "hakx.h"
 #include "hakmem_debug.h"
@@ -133,6 +134,9 @@ struct hx_run {
     /* concurrent.c */
     _Atomic int64_t baton[HAKX_SLOTS];
     struct hakx_schedule schedule; /* depth 0: none */
+    /* fork.c: children that reported and were still exiting (under lock) */
+    pid_t unreaped[HAKX_MAX_FORKS];
+    unsigned n_unreaped;
 };
 
 /* ---- verdict.c */
@@ -167,6 +171,8 @@ HX_HIDDEN void hx_cleanup(struct hx_run *r);
 
 /* ---- fork.c: the fork op (op i on program thread t) */
 HX_HIDDEN void hx_fork(struct hx_run *r, size_t i, int t);
+/* Waits for the children of fork ops that reported before they had exited. */
+HX_HIDDEN void hx_fork_reap(struct hx_run *r);
 
 /* ---- plan.c */
 HX_HIDDEN int hx_plan(struct hx_run *r);

@@ -109,6 +109,7 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
             hx_run_concurrent(r);
         else
             hx_run_lockstep(r);
+        hx_fork_reap(r);
         if (pipelined) {
             pthread_join(plt, NULL);
             pipelined = false;
