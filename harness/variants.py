@@ -24,6 +24,8 @@ __all__ = ["COVERAGE_SUFFIX", "VARIANTS", "VariantSpec", "defs_dir", "load_varia
 _CANONICAL_ORDER = ("release", "debug", "asan", "tsan", "ubsan", "asan-sched")
 COVERAGE_SUFFIX = "-cov"
 _COVERAGE_FLAG = "-fsanitize=fuzzer-no-link"
+#: sources the coverage instrumentation leaves out (checkers, not code under test)
+COVERAGE_IGNORE = PROJECT_ROOT / "fuzz" / "coverage_ignore.txt"
 
 
 def defs_dir(root: Path) -> Path:
@@ -64,12 +66,15 @@ class VariantSpec:
         return "HAK_SCHED=1" in self.defines
 
     def with_coverage(self) -> VariantSpec:
-        """The ``-cov`` twin: the same build plus libFuzzer's coverage instrumentation."""
+        """The ``-cov`` twin: the same build plus libFuzzer's coverage instrumentation, except
+        in the sources ``COVERAGE_IGNORE`` names."""
+        ignore = f"-fsanitize-coverage-ignorelist={COVERAGE_IGNORE}"
         return dataclasses.replace(
             self, name=self.name + COVERAGE_SUFFIX,
             description=self.description + " + libFuzzer coverage (fuzzing only)",
-            cflags=(*self.cflags, _COVERAGE_FLAG), ldflags=(*self.ldflags, _COVERAGE_FLAG),
-            text=self.text + f"\n# derived: {_COVERAGE_FLAG}\n")
+            cflags=(*self.cflags, _COVERAGE_FLAG, ignore),
+            ldflags=(*self.ldflags, _COVERAGE_FLAG),
+            text=self.text + f"\n# derived: {_COVERAGE_FLAG}\n{COVERAGE_IGNORE.read_text()}")
 
 
 def _str_list(data: Mapping[str, object], key: str, where: Path) -> tuple[str, ...]:

@@ -486,3 +486,20 @@ def test_real_variant_builds_verifies_and_loads(built, variant: str):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == variant
+
+
+def _calls_coverage(disassembly: str, function: str) -> bool:
+    body = disassembly.split(f"<{function}>:\n", 1)[1].split("\n\n", 1)[0]
+    return "__sanitizer_cov" in body
+
+
+def test_coverage_twin_leaves_the_checkers_uninstrumented(built):
+    """fuzz/coverage_ignore.txt: the heap walk and the executor's handoffs carry no coverage
+    callbacks in a -cov build; the allocator's paths do."""
+    lib = built("asan-cov").lib
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    for checker in ("walk_chain", "hak_heap_check", "hx_wb_quiescent", "hx_turn_wait"):
+        assert not _calls_coverage(dis, checker), f"{checker} is coverage-instrumented"
+    for target in ("hak_malloc", "hak_free", "hak_remote_drain"):
+        assert _calls_coverage(dis, target), f"{target} lost its coverage instrumentation"
