@@ -65,7 +65,7 @@ static uint32_t walk_chain(struct walk *w, const struct hak_slab *slab, void *he
 {
     uint32_t n = 0;
     uintptr_t end = carved_end(slab);
-    for (void *b = head; b; b = hak_next_get(b)) {
+    for (void *b = head; b; b = hak_peek_link(b)) {
         uintptr_t a = (uintptr_t)b;
         if (a < slab->start || a >= end) {
             fail(w, a, "slab %#lx (class %u): %s holds %#lx, outside its carved blocks",

@@ -30,4 +30,16 @@ static inline void hak_poison(const void *p, size_t n) { (void)p; (void)n; }
 static inline void hak_unpoison(const void *p, size_t n) { (void)p; (void)n; }
 #endif
 
+/* The link word of a free block, read without touching its shadow: the heap walk reads
+ * every free block's link at every quiescent point, and unpoisoning then re-poisoning each
+ * one was most of its cost under ASan. A reader only: nothing else ever sees the word
+ * unpoisoned. */
+#ifdef HAK_ASAN
+__attribute__((no_sanitize("address")))
+#endif
+static inline void *hak_peek_link(const void *block)
+{
+    return *(void *const *)block;
+}
+
 #endif
