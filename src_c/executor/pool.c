@@ -21,10 +21,13 @@
 
 #include "internal.h"
 
+/* Fields are written by the main thread between jobs, or by pool threads during a job
+ * (the creator of a successor is its predecessor, not the main thread): each side reads
+ * the other's only across a turn (job, done) or a pthread_create/join. */
 struct hx_pt {
-    pthread_t th;
-    bool alive;                /* th exists (and must be joined if it ended) */
-    bool ended;                /* th returned from its thread function */
+    bool alive;                /* main: a pool thread exists for this slot */
+    bool ended;                /* the job's last thread returned from its function */
+    pthread_t ended_th;        /* that thread, for main to join */
     bool failed;               /* the job could not go on (no thread for a successor) */
     int (*fn)(void *);
     void *arg;
@@ -58,15 +61,13 @@ static bool start_thread(struct hx_pt *pt)
     pthread_once(&pinned, pin_library);
     hx_turn_init(&pt->job);
     pt->ended = false;
+    pthread_t th;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, HX_STACK);
-    int err = pthread_create(&pt->th, &attr, pool_thread, pt);
+    int err = pthread_create(&th, &attr, pool_thread, pt);
     pthread_attr_destroy(&attr);
-    if (err)
-        return false;
-    pt->alive = true;
-    return true;
+    return err == 0;
 }
 
 static void *pool_thread(void *arg)
@@ -81,17 +82,16 @@ static void *pool_thread(void *arg)
         if (rc == HX_JOB_EXIT_AGAIN) {
             pt->predecessor = pthread_self();
             pt->has_predecessor = true;
-            /* The successor is this slot's thread from now on; a failed start is the
-             * job's end (pool_thread's own join of it is the waiter's). */
             if (start_thread(pt))
-                return NULL;
+                return NULL; /* the successor goes on with the job */
             pt->has_predecessor = false;
-            pt->th = pthread_self();
             pt->failed = true;
             rc = HX_JOB_EXIT;
         }
-        if (rc == HX_JOB_EXIT)
+        if (rc == HX_JOB_EXIT) {
             pt->ended = true;
+            pt->ended_th = pthread_self();
+        }
         hx_turn_go(&pt->done);
         if (rc == HX_JOB_EXIT)
             return NULL;
@@ -111,7 +111,8 @@ bool hx_pool_run(int t, int (*fn)(void *), void *arg)
         return true;
     }
     pt->has_predecessor = false;
-    return start_thread(pt);
+    pt->alive = start_thread(pt);
+    return pt->alive;
 }
 
 bool hx_pool_wait(int t)
@@ -119,7 +120,7 @@ bool hx_pool_wait(int t)
     struct hx_pt *pt = &pool[t];
     hx_turn_wait(&pt->done);
     if (pt->ended) {
-        pthread_join(pt->th, NULL);
+        pthread_join(pt->ended_th, NULL);
         pt->alive = false;
     }
     return !pt->failed;
