@@ -48,6 +48,7 @@ from harness.checks import replay
 from harness.child import child_env
 from harness.fuzzlibs import fuzz_env, native_runtime
 from harness.libfuzzer import (
+    EXECS_ENV,
     LIFELINE_ENV,
     SEED_CRASH_PREFIX,
     CampaignDirs,
@@ -177,6 +178,7 @@ class _Run:
     start: float  #: monotonic
     seeds: list[Path]  #: the seed folders libFuzzer reads
     starts: int = 0  #: libFuzzer runs started
+    counter: Path | None = None  #: the in-process run's execution count (EXECS_ENV)
     fork_fallback: str = ""  #: why in-process fuzzing turned to fork mode, if it did
 
     @property
@@ -200,6 +202,9 @@ class _Run:
 
     def tick(self) -> None:
         self.lifecycle.scan()
+        if self.counter is not None:
+            self.stats.executed(int.from_bytes(self.counter.read_bytes()[:8], "little"),
+                                time.monotonic())
         self.stats.sample(self.elapsed())
         self.warn_once()
         self.progress.show(min(int(self.elapsed()), int(self.c.opts.max_time)),
@@ -216,6 +221,14 @@ class _Run:
         self.starts += 1
         with open(self.c.dirs.run_dir / "command.txt", "a") as f:
             f.write(shlex.join(cmd) + "\n")
+        env = dict(self.c.env)
+        # An in-process libFuzzer prints its count only at new coverage and powers of two:
+        # the target counts every input in a file the ticks read. Fork-mode jobs do not
+        # (N of them would race on one count; the main process reports after each job).
+        self.counter = None if fork else self.c.dirs.run_dir / "execs"
+        if self.counter is not None:
+            self.counter.write_bytes(bytes(8))
+            env[EXECS_ENV] = str(self.counter)
         # libFuzzer and its fork-mode jobs run in a session of their own (a Ctrl-C is the
         # driver's to forward). The lifeline's read end is all they inherit of the driver:
         # it reads EOF once the driver is gone, even by SIGKILL, and the target then kills
@@ -223,7 +236,7 @@ class _Run:
         lifeline, keep = os.pipe()
         try:
             proc = subprocess.Popen(cmd, cwd=str(self.c.dirs.run_dir),
-                                    env={**self.c.env, LIFELINE_ENV: str(lifeline)},
+                                    env={**env, LIFELINE_ENV: str(lifeline)},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     start_new_session=True, pass_fds=(lifeline,))
         finally:

@@ -15,6 +15,8 @@ Layout of a campaign (``campaigns/`` is git-ignored)::
         crashes/                       every crash input, persisted by libFuzzer first
         crashes/index.jsonl            one line per triaged input
         fuzz.log, stats.csv, command.txt, report.md, progress.png, summary.json, minimized/
+        execs                          the in-process target's count of inputs run
+        seeds/                         the seed folders without failing seeds (if any)
 
 ``<key>`` is ``<build>[+<inject>][-<target>]-<mode>[-t<threads>]``.
 """
@@ -35,8 +37,8 @@ from harness import PROJECT_ROOT
 from harness.campaign_options import CampaignOptions
 from harness.program import RECORD
 
-__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "LIFELINE_ENV", "SCHED_SEEDS", "SEEDS",
-           "SEED_CRASH_PREFIX", "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts",
+__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "EXECS_ENV", "LIFELINE_ENV", "SCHED_SEEDS",
+           "SEEDS", "SEED_CRASH_PREFIX", "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts",
            "campaign_key", "command", "read_log", "seed_dirs"]
 
 FUZZ_DIR = PROJECT_ROOT / "fuzz"
@@ -53,6 +55,8 @@ ARTIFACT_PREFIXES = ("crash-", "timeout-", "oom-", "leak-")
 SEED_CRASH_PREFIX = "crash-seed-"
 #: names the descriptor on which the fuzz target reads EOF once the campaign driver is gone
 LIFELINE_ENV = "HAKMEM_FUZZ_LIFELINE"
+#: names the 8-byte file in which an in-process fuzz target counts the inputs it ran
+EXECS_ENV = "HAKMEM_FUZZ_EXECS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +147,9 @@ class Stats:
     base_execs: int = 0  #: execs of earlier libFuzzer runs of this campaign
     #: monotonic time at which the current libFuzzer run loaded its corpus (INITED)
     inited_at: float | None = None
+    #: the last (monotonic time, execs) the rate of :meth:`executed` counts from; None:
+    #: the current run has no count of its own (execs/s is libFuzzer's)
+    rate_from: tuple[float, int] | None = None
     samples: list[dict[str, float]] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -170,14 +177,29 @@ class Stats:
         if m:
             execs, cov, corp, rate = (int(g or 0) for g in m.groups())
             with self.lock:
-                self.execs, self.cov, self.corp, self.execs_per_s = (
-                    self.base_execs + execs, cov, corp, rate)
+                self.execs = max(self.execs, self.base_execs + execs)
+                self.cov, self.corp = cov, corp
+                if self.rate_from is None:  # libFuzzer's average since its start
+                    self.execs_per_s = rate
 
     def new_run(self) -> None:
         """A libFuzzer run starts: its counts add to those of the runs before it."""
         with self.lock:
             self.base_execs = self.execs
             self.inited_at = None
+            self.rate_from = None
+
+    def executed(self, count: int, now: float) -> None:
+        """The current run's own count of inputs run (ahead of libFuzzer's log), read at
+        ``now`` (monotonic); execs/s over the last 2 seconds or more."""
+        with self.lock:
+            self.execs = max(self.execs, self.base_execs + count)
+            if self.rate_from is None:
+                self.rate_from = (now, self.base_execs)
+            since, then = self.rate_from
+            if now - since >= 2:
+                self.execs_per_s = round((self.execs - then) / (now - since))
+                self.rate_from = (now, self.execs)
 
     def status(self) -> str:
         return (f"exec/s {self.execs_per_s} cov {self.cov} corp {self.corp} "

@@ -18,7 +18,7 @@ import pytest
 
 from harness import PROJECT_ROOT
 from harness.campaign_options import parse
-from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, command
+from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, Stats, command
 from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
 from harness.regressions import Regression
@@ -129,6 +129,25 @@ def test_in_process_campaign_restarts_after_a_crash(tmp_path):
     assert s["execs"] > _last_count(runs[0]), "executions went on after the crash"
     assert any(p.name.startswith("crash-seed-") for p in (Path(s["run_dir"]) / "crashes")
                .iterdir()), "the failing seeds are still persisted"
+    counted = int.from_bytes((Path(s["run_dir"]) / "execs").read_bytes(), "little")
+    assert counted > 0, "the in-process target counts its executions for the driver"
+
+
+def test_stats_add_up_runs_and_the_targets_count():
+    st = Stats()
+    st.line("#64\tpulse  cov: 10 ft: 12 corp: 3/30b lim: 4 exec/s: 32 rss: 90Mb\n")
+    assert (st.execs, st.execs_per_s, st.inited_at) == (64, 32, None)
+    st.executed(100, 0.0)  # the target's own count is ahead of libFuzzer's log
+    st.line("#64\tREDUCE cov: 11 ft: 13 corp: 3/29b lim: 4 exec/s: 32 rss: 90Mb\n")
+    assert (st.execs, st.cov) == (100, 11), "a late log line never lowers the count"
+    st.line("stat::number_of_executed_units: 120\n")  # the crashed run's last count
+    assert st.execs == 120
+    st.new_run()  # a restart counts on from there
+    st.line("#2\tINITED cov: 10 ft: 12 corp: 3/30b exec/s: 0 rss: 90Mb\n")
+    assert st.execs == 122 and st.inited_at is not None
+    st.executed(50, 10.0)
+    st.executed(70, 12.5)
+    assert (st.execs, st.execs_per_s) == (190, 28)  # (190 - 120) / 2.5 s
 
 
 def test_crash_loop_turns_to_fork_mode(tmp_path):
