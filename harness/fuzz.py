@@ -180,6 +180,8 @@ class _Run:
     starts: int = 0  #: libFuzzer runs started
     counter: Path | None = None  #: the in-process run's execution count (EXECS_ENV)
     fork_fallback: str = ""  #: why in-process fuzzing turned to fork mode, if it did
+    quick: int = 0  #: in-process runs in a row that ended within QUICK_RUN_S of INITED
+    dead: int = 0  #: in-process runs in a row that died loading their corpus
 
     @property
     def log_path(self) -> Path:
@@ -286,28 +288,42 @@ class _Run:
         that reproduces; if one does not reproduce in a fresh process, it depended on the
         state earlier inputs left in the process (and a restart would replay the corpus
         into it again): the rest of the budget is fuzzed in fork mode."""
-        fork, quick, dead = self.c.opts.jobs > 1 and not self.c.opts.stop_on_find, 0, 0
-        while True:
-            end = self.one_libfuzzer(self.left(), fork)
-            if end.interrupted or fork or end.rc == 0 or self.left() < 1:
-                return end.rc, end.interrupted
-            if self.c.opts.stop_on_find:
-                self.lifecycle.scan()
-                self.lifecycle.queue.join()  # every crash so far decided before going on
-                if self.lifecycle.found.is_set():
-                    return end.rc, False
-                self.fork_fallback = "its crash did not reproduce alone"
-            else:
-                dead = dead + 1 if end.fuzzed_s is None else 0
-                quick = quick + 1 if end.fuzzed_s is None or end.fuzzed_s < QUICK_RUN_S else 0
-                self.fork_fallback = self.crash_loop(quick, dead)
-            if self.fork_fallback:
-                self.progress.say(f"libFuzzer exited {end.rc}: {self.fork_fallback}; "
-                                  "fuzzing the rest of the budget in fork mode")
-                fork = True
-            else:
-                self.progress.say(f"libFuzzer exited {end.rc} (its input is in crashes/); "
-                                  "starting it again on the corpus")
+        fork, rc = self.c.opts.jobs > 1 and not self.c.opts.stop_on_find, 0
+        try:
+            while True:
+                end = self.one_libfuzzer(self.left(), fork)
+                rc = end.rc
+                if end.interrupted or fork or end.rc == 0 or self.left() < 1:
+                    return rc, end.interrupted
+                if self.c.opts.stop_on_find and self.reproduced():
+                    return rc, False
+                self.fork_fallback = self.fork_reason(end)
+                fork = bool(self.fork_fallback)
+                if fork:
+                    self.progress.say(f"libFuzzer exited {rc}: {self.fork_fallback}; "
+                                      "fuzzing the rest of the budget in fork mode")
+                else:
+                    self.progress.say(f"libFuzzer exited {rc} (its input is in crashes/); "
+                                      "starting it again on the corpus")
+        except KeyboardInterrupt:  # between two runs (one_libfuzzer handles its own)
+            self.progress.say("interrupted: triaging what was found")
+            return rc, True
+
+    def reproduced(self) -> bool:
+        """Whether a crash so far reproduced in a fresh process (waits for their triage)."""
+        self.lifecycle.scan()
+        self.lifecycle.queue.join()
+        return self.lifecycle.found.is_set()
+
+    def fork_reason(self, end: _Exit) -> str:
+        """Why the run after ``end`` (a crashed in-process run) fuzzes in fork mode; empty:
+        it restarts in-process."""
+        if self.c.opts.stop_on_find:
+            return "its crash did not reproduce alone"
+        self.dead = self.dead + 1 if end.fuzzed_s is None else 0
+        quick = end.fuzzed_s is None or end.fuzzed_s < QUICK_RUN_S
+        self.quick = self.quick + 1 if quick else 0
+        return self.crash_loop(self.quick, self.dead)
 
     @staticmethod
     def crash_loop(quick: int, dead: int) -> str:

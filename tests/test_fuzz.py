@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import PROJECT_ROOT
 from harness.campaign_options import parse
+from harness.fuzz import _Exit, _Run
 from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, Stats, command
 from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
@@ -165,6 +167,48 @@ def test_crash_loop_turns_to_fork_mode(tmp_path):
     assert not any("-fork" in c for c in cmds[:2]) and "-fork=1" in cmds[2], cmds
     assert not any("INITED" in r for r in runs[:2])
     assert "crash loop" in s["fork_fallback"] and "fork mode" in out, out
+
+
+def _drive(exits: list[_Exit], *argv: str,
+           interrupt: bool = False) -> tuple[tuple[int, bool], list[bool], _Run]:
+    """drive() over libFuzzer runs (stubbed) that end as ``exits`` say: its result, and
+    whether each run it started was in fork mode; ``interrupt``: a SIGTERM (as the driver
+    raises it) arrives between the first two runs."""
+    def say(text: str) -> None:
+        if interrupt and "starting it again" in text:
+            raise KeyboardInterrupt
+
+    c = SimpleNamespace(opts=parse(["--max-time", "600", *argv]))
+    run = _Run(c, Stats(), None, SimpleNamespace(say=say), time.monotonic(), [])
+    ends, forks = iter(exits), []
+
+    def one_libfuzzer(_seconds: float, fork: bool) -> _Exit:
+        forks.append(fork)
+        return next(ends)
+    run.one_libfuzzer = one_libfuzzer
+    return run.drive(), forks, run
+
+
+CRASH, QUICK, DEAD, DONE = (_Exit(77, False, 60.0), _Exit(77, False, 1.0),
+                            _Exit(1, False, None), _Exit(0, False, 60.0))
+
+
+@pytest.mark.parametrize("exits, forks, why", [
+    ([CRASH, CRASH, CRASH, CRASH, DONE], [False] * 5, ""),
+    ([QUICK, QUICK, CRASH, QUICK, QUICK, DONE], [False] * 6, ""),  # a good run resets
+    ([QUICK, QUICK, QUICK, DONE], [False, False, False, True], "3 runs in a row"),
+    ([DEAD, DEAD, DONE], [False, False, True], "loading its corpus 2 times"),
+    ([DEAD, QUICK, QUICK, DONE], [False, False, False, True], "3 runs in a row"),
+])
+def test_in_process_restarts_until_a_crash_loop(exits, forks, why):
+    result, started, run = _drive(exits)
+    assert result == (0, False) and started == forks
+    assert why in run.fork_fallback if why else not run.fork_fallback
+
+
+def test_jobs_fork_from_the_start_and_an_interrupt_between_runs_ends_fuzzing():
+    assert _drive([DONE], "--jobs", "2")[:2] == ((0, False), [True])
+    assert _drive([CRASH, DONE], interrupt=True)[:2] == ((77, True), [False])
 
 
 def test_a_slow_program_is_not_kept_as_a_hang(tmp_path):
