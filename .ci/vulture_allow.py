@@ -8,6 +8,7 @@ report.CampaignSummary.native_coverage
 report.CampaignSummary.custom_mutator
 report.CampaignSummary.corpus_dir
 report.CampaignSummary.fuzzer_exit
+report.CampaignSummary.fuzzer_starts
 report.CampaignSummary.crash_to_regression_s
 report.CampaignSummary.first_detection_s
 target_path  # struct hakx_options, set through cffi

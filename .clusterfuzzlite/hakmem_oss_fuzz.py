@@ -6,8 +6,9 @@ wrapper script written by build.sh) with libFuzzer flags only. So each fuzzer he
 mode fixed by its entry script (hakmem_<mode>_fuzzer.py) and finds the instrumented
 allocator inside its own PyInstaller bundle. Everything else is the same as a local
 campaign: one input = one op program in binary form, the C executor runs it
-(harness.binding), and a failed black-box or white-box check raises, which libFuzzer
-records as a crash; sanitizer reports and signals are caught by libFuzzer directly.
+(harness.binding.Runner, as fuzz/fuzz_target.py does), and a failed black-box or
+white-box check raises, which libFuzzer records as a crash; sanitizer reports and signals
+are caught by libFuzzer directly.
 
 The input is passed through unchanged: with a fixed mode and no thread limit,
 harness.program.from_fuzz_input is the identity, so a crash file from the fleet replays as it is
@@ -19,7 +20,7 @@ import sys
 
 import atheris
 
-from harness.binding import load, run_program
+from harness.binding import Runner, load
 
 #: The library build.sh bundles (``--add-binary``): found next to the unpacked bundle.
 LIB_NAME = "libhakmem.so"
@@ -45,11 +46,11 @@ def library_path() -> str:
 def main(mode: str) -> None:
     # dlopen before atheris.Setup: libFuzzer registers the library's inline 8-bit counters
     # (native coverage of the allocator) only for modules loaded by then.
-    lib = load(library_path())
+    run = Runner(load(library_path()))
 
     def test_one_input(data: bytes) -> None:
-        v = run_program(lib, data, mode)
-        if v.status == "fail":
+        v = run.failure(data, mode)
+        if v is not None and v.status == "fail":
             # Same message as fuzz/fuzz_target.py: triage reads the check name from it.
             raise CheckFailed(f"check {v.check}: {v.message}")
 

@@ -7,8 +7,11 @@ Prints, for the targets of issue 12 (2-core machine; each figure says what it me
   programs as the fuzzer makes them: loops, forks and sizes to 28 MiB included) for S
   seconds; then with ``--threads 1`` and ``--threads 4``; then black-box against a
   foreign allocator (mimalloc, ``--prefix mi_``, when installed; glibc otherwise).
-  Each: execs/s over the whole campaign, and the longest stretch of the progress plot
-  (stats.csv, a sample every 0.5 s) in which not one execution finished;
+  Each: execs/s over the whole campaign, the longest stretch of the progress plot
+  (stats.csv, a sample every 0.5 s) in which not one execution finished, and how many
+  times libFuzzer was started (in-process campaigns restart it after each crash). The
+  coverage figure is libFuzzer's own and not comparable across modes: fork mode's
+  status line counts more than the module's PCs;
 * ``target``: the atheris target's ``test_one_input`` in one process under the campaign's
   environment (asan-cov, ASan runtime preloaded), over generated 64-op programs of tiny
   and mid sizes (1 B - 64 KiB, every op kind but fork and loop: about 5 barriers and 5
@@ -204,7 +207,10 @@ def main() -> int:
                       f"(target {goal:,}; {s['execs']} execs in {s['elapsed']} s; longest "
                       f"gap with no execution {s['longest_gap_s']} s; coverage "
                       f"{s['coverage']}, corpus {s['corpus']}, native coverage "
-                      f"{s['native_coverage']}, {s['crash_files']} crash files)", flush=True)
+                      f"{s['native_coverage']}, {s['crash_files']} crash files, "
+                      f"{s.get('fuzzer_starts', 1)} libFuzzer starts"
+                      + (f", then fork mode: {s['fork_fallback']}" if s.get("fork_fallback")
+                         else "") + ")", flush=True)
         if "crash" in kinds:
             s = campaign(tmp, "overlap", min(args.seconds, 30), "--target", "fixture:overlap")
             times = s["crash_to_regression_s"]

@@ -12,6 +12,9 @@ job sees the same target:
     HAKMEM_FUZZ_TARGET   optional foreign allocator (black-box), with HAKMEM_FUZZ_PREFIX
     HAKMEM_FUZZ_WHITEBOX 1 (default) or 0
     HAKMEM_FUZZ_LIFELINE a descriptor that reads EOF when the campaign driver is gone
+    HAKMEM_FUZZ_EXECS    an 8-byte file counting the inputs run (in-process campaigns: the
+                         driver's live count; libFuzzer prints one only at new coverage
+                         and at powers of two)
 
 A failed check raises :class:`CheckFailed` (libFuzzer records a crash input); sanitizer
 reports and signals are caught by libFuzzer directly. The library is dlopen()ed before
@@ -20,6 +23,7 @@ the mutations act on whole op records (fuzz/mutator.c, preloaded by harness.fuzz
 are libFuzzer's own.
 """
 
+import mmap
 import os
 import signal
 import sys
@@ -30,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import atheris  # noqa: E402
 
-from harness.binding import load, run_program  # noqa: E402
-from harness.libfuzzer import LIFELINE_ENV  # noqa: E402
+from harness.binding import Runner, load  # noqa: E402
+from harness.libfuzzer import EXECS_ENV, LIFELINE_ENV  # noqa: E402
 from harness.program import from_fuzz_input  # noqa: E402
 from harness.target import Target  # noqa: E402
 
@@ -48,12 +52,26 @@ TARGET = Target(Path(_PATH), os.environ.get("HAKMEM_FUZZ_PREFIX", "")) if _PATH 
 WHITEBOX = os.environ.get("HAKMEM_FUZZ_WHITEBOX", "1") == "1"
 #: a schedule-controlled build: every concurrent input runs under the scheduler
 SCHEDULED = bool(LIB.lib.hakx_sched_supported()) and not _PATH
+RUN = Runner(LIB, TARGET, whitebox=WHITEBOX)
+
+
+def _exec_counter() -> memoryview:
+    """The shared execution count (a private one when no driver reads it)."""
+    path = os.environ.get(EXECS_ENV)
+    if not path:
+        return memoryview(bytearray(8)).cast("Q")
+    with open(path, "r+b") as f:
+        return memoryview(mmap.mmap(f.fileno(), 8)).cast("Q")
+
+
+EXECS = _exec_counter()
 
 
 def test_one_input(data: bytes) -> None:
     data, mode = from_fuzz_input(data, MODE, THREADS, SCHEDULED)
-    v = run_program(LIB, data, mode, TARGET, whitebox=WHITEBOX)
-    if v.status == "fail":
+    v = RUN.failure(data, mode)
+    EXECS[0] += 1
+    if v is not None and v.status == "fail":
         raise CheckFailed(f"check {v.check}: {v.message}")
 
 

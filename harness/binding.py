@@ -7,6 +7,8 @@ symbol prefix (:class:`harness.target.Target`): black-box checks only.
 
     lib = load(build("release").lib)
     v = run_program(lib, program, mode="lockstep")      # -> harness.verdict.Verdict
+    run = Runner(lib)                                   # the same, per input of a fuzzer
+    v = run.failure(data, "lockstep")                   # -> None when it passed
 
 A crash here kills the calling process: :mod:`harness.child` runs a program in a fresh
 process instead. A library whose ``hakx_version()`` differs from the headers' HAKX_VERSION
@@ -26,7 +28,7 @@ from harness.program import Program, encode
 from harness.target import Target
 from harness.verdict import Verdict
 
-__all__ = ["HOOKS", "MODES", "Library", "load", "hook_mask", "run_program",
+__all__ = ["HOOKS", "MODES", "Library", "Runner", "load", "hook_mask", "run_program",
            "run_program_traced", "c_decode"]
 
 MODES: tuple[str, ...] = enum_names("HAKX_MODE_")
@@ -34,6 +36,7 @@ MODES: tuple[str, ...] = enum_names("HAKX_MODE_")
 HOOKS: dict[str, int] = constants("HAKX_HOOK_")
 _STATUS: tuple[str, ...] = enum_names("HAKX_STATUS_")
 HAKX_VERSION: int = constants("HAKX_")["version"]
+_PASS = _STATUS.index("pass")
 
 _cache: dict[str, Library] = {}
 _cache_lock = threading.Lock()
@@ -90,15 +93,10 @@ def hook_mask(hooks: int | str | None) -> int:
     return sum(HOOKS[h] for h in names)
 
 
-def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: str,
-         target: Target, whitebox: bool, repeats: int, hooks: int | str | None,
-         trace_cap: int) -> tuple[Verdict, list[int]]:
-    lib = load(lib)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
-    data = encode(program) if isinstance(program, Program) else bytes(program)
+def _options(target: Target, whitebox: bool, repeats: int,
+             hooks: int | str | None) -> tuple[Any, list[Any]]:
+    """A ``struct hakx_options`` (mode unset) and the C strings it points to (keep them)."""
     opt = ffi.new("struct hakx_options *")
-    opt.mode = MODES.index(mode)
     opt.whitebox = 1 if whitebox else 0
     opt.repeats = repeats
     opt.hooks = hook_mask(hooks)
@@ -107,14 +105,12 @@ def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: 
         keep = [ffi.new("char[]", os.fsencode(str(target.path))),
                 ffi.new("char[]", (target.prefix or "").encode())]
         opt.target_path, opt.prefix = keep
-    trace = None
-    if trace_cap:
-        trace = ffi.new("uint64_t[]", trace_cap)
-        opt.trace = trace
-        opt.trace_cap = trace_cap
-    v = ffi.new("struct hakx_verdict *")
-    lib.lib.hakx_run(data, len(data), opt, v)
-    verdict = Verdict(
+    return opt, keep
+
+
+def _verdict(v: Any) -> Verdict:
+    """A ``struct hakx_verdict`` as a Verdict."""
+    return Verdict(
         status=_STATUS[v.status] if 0 <= v.status < len(_STATUS) else "error",
         check=ffi.string(v.check).decode(errors="replace"),
         op_index=v.op_index,
@@ -130,8 +126,51 @@ def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: 
         sched_steps=v.sched_steps,
         sched_trace=v.sched_trace,
     )
+
+
+def _mode(mode: str) -> int:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+    return MODES.index(mode)
+
+
+def _run(lib: Library | str | os.PathLike[str], program: Program | bytes, mode: str,
+         target: Target, whitebox: bool, repeats: int, hooks: int | str | None,
+         trace_cap: int) -> tuple[Verdict, list[int]]:
+    lib = load(lib)
+    data = encode(program) if isinstance(program, Program) else bytes(program)
+    opt, _keep = _options(target, whitebox, repeats, hooks)
+    opt.mode = _mode(mode)
+    trace = None
+    if trace_cap:
+        trace = ffi.new("uint64_t[]", trace_cap)
+        opt.trace = trace
+        opt.trace_cap = trace_cap
+    v = ffi.new("struct hakx_verdict *")
+    lib.lib.hakx_run(data, len(data), opt, v)
     addrs = [int(trace[i]) for i in range(min(opt.trace_len, trace_cap))] if trace else []
-    return verdict, addrs
+    return _verdict(v), addrs
+
+
+class Runner:
+    """:func:`run_program` for one library and target, called once per input by a fuzzer:
+    its C structs are allocated once (hakx_run resets the verdict itself), and a Verdict
+    is built only for a program that did not pass. One per thread (the structs are
+    shared by its calls)."""
+
+    def __init__(self, lib: Library | str | os.PathLike[str], target: Target = Target(), *,
+                 whitebox: bool = True) -> None:
+        self._run = load(lib).lib.hakx_run
+        self._opt, self._keep = _options(target, whitebox, 1, None)
+        self._v = ffi.new("struct hakx_verdict *")
+
+    def failure(self, data: bytes, mode: str) -> Verdict | None:
+        """Runs ``data`` (a program in binary form) in ``mode``: None if it passed, else
+        its verdict (status fail or error), as :func:`run_program` gives it."""
+        self._opt.mode = _mode(mode)
+        if self._run(data, len(data), self._opt, self._v) == _PASS:
+            return None
+        return _verdict(self._v)
 
 
 def run_program(lib: Library | str | os.PathLike[str], program: Program | bytes,

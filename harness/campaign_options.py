@@ -47,7 +47,12 @@ every flag:
   --threads N       at most N program threads per input (1..8; default: any, up to 8)
   --max-ops N       longest program, in ops (default 64: libFuzzer -max_len=1+8*N)
   --max-time S      stop fuzzing after S seconds (default 600); triage then finishes
-  --jobs N          parallel fuzzing jobs (libFuzzer -fork=N; default 1)
+  --jobs N          1 (default): libFuzzer fuzzes in-process (the target is imported and
+                    the corpus read once); a crash, hang or OOM ends it, its input already
+                    in crashes/, and it is started again on the corpus; a crash loop (it
+                    dies again loading the corpus, or 3 runs in a row end within 10 s) turns
+                    the rest of the budget to fork mode. N > 1: N parallel jobs in
+                    libFuzzer's fork mode (-fork=N; every job a fresh process)
   --seed N          libFuzzer -seed (default: random)
   --corpus DIR      corpus folder (default campaigns/<key>/corpus; resumed across runs)
   --campaigns DIR   where campaign folders go (default campaigns/)
@@ -58,8 +63,9 @@ every flag:
   --minimize-time S time budget for minimizing each distinct crash (default 300)
   --stop-on-find    stop fuzzing at the first crash that reproduces in a fresh process
                     (it is still minimized and written); for time-to-detect measurements.
-                    Fuzzes in-process (no fork-mode job restarts), and in fork mode after
-                    a crash that only failed in the state earlier inputs left behind
+                    Fuzzes in-process whatever --jobs says, waits for each crash's triage,
+                    and turns to fork mode after a crash that only failed in the state
+                    earlier inputs left behind
   --ignore-known    minimize and write crashes even when regressions/ already keeps their
                     signature (dedupe only within --regressions and this campaign)
   --no-seeds        start from the corpus folder alone: no fuzz/seeds inputs and no seed
@@ -155,7 +161,8 @@ def parser() -> argparse.ArgumentParser:
     a("--threads", type=int, default=0, metavar="N", help="at most N program threads (1..8)")
     a("--max-ops", type=int, default=64, metavar="N", help="longest program in ops")
     a("--max-time", type=float, default=600.0, metavar="S", help="fuzzing time in seconds")
-    a("--jobs", type=int, default=1, metavar="N", help="parallel fuzzing jobs (-fork=N)")
+    a("--jobs", type=int, default=1, metavar="N",
+      help="1: in-process, restarted after crashes; N > 1: -fork=N")
     a("--seed", type=int, default=None, metavar="N", help="libFuzzer seed")
     a("--corpus", default=None, metavar="DIR", help="corpus folder (resumed)")
     a("--campaigns", default=None, metavar="DIR", help="campaign folders root")

@@ -5,6 +5,15 @@ The driver on top of the pipeline. It resolves the builds and the target, starts
 lifecycle (harness.lifecycle: triage, minimize, regressions) in a thread of its own, and at
 the end writes the report (harness.report).
 
+Crash isolation: with ``--jobs 1`` (the default) libFuzzer fuzzes in-process, so the
+target is imported and the corpus read once, not once per fork-mode job. A crash, timeout
+(``-timeout``) or OOM (``-rss_limit_mb``) ends that libFuzzer after it has written the
+input to ``crashes/``; the driver starts it again on the corpus for the rest of the budget
+while the lifecycle triages the crash. A crash loop (libFuzzer dying again before it
+fuzzes: a corpus input that crashes whenever it is loaded, or runs that each end within
+seconds) turns the rest of the budget to fork mode. ``--jobs N`` (N > 1, without
+``--stop-on-find``) fuzzes in fork mode (``-fork=N``) from the start.
+
 Native coverage: ``--build asan`` fuzzes the ``asan-cov`` build under atheris's
 ``asan_with_fuzzer.so``, ``--build tsan`` the ``tsan-cov`` build under a libFuzzer shared
 object preloaded ahead of the TSan runtime (harness.fuzzlibs); crashes are replayed and
@@ -39,6 +48,7 @@ from harness.checks import replay
 from harness.child import child_env
 from harness.fuzzlibs import fuzz_env, native_runtime
 from harness.libfuzzer import (
+    EXECS_ENV,
     LIFELINE_ENV,
     SEED_CRASH_PREFIX,
     CampaignDirs,
@@ -101,10 +111,12 @@ def setup(opts: CampaignOptions) -> Campaign:
                     cov is not None, note)
 
 
-def _check_seeds(c: Campaign, say: Callable[[str], None]) -> None:
+def _check_seeds(c: Campaign, say: Callable[[str], None]) -> list[Path]:
     """libFuzzer's -fork mode merges seed inputs without reporting those that crash: replay
     each seed once here (concurrent mode: CONCURRENT_REPEATS runs, as triage does) and
-    persist a failing one as crashes/crash-seed-<name>."""
+    persist a failing one as crashes/crash-seed-<name>. Returns the seed folders to fuzz:
+    without the failing seeds (an in-process libFuzzer would crash on them at every start)."""
+    failing: set[Path] = set()
     for seed in sorted(p for d in seed_dirs(c.build.scheduled) for p in d.glob("*")):
         data, mode = from_fuzz_input(seed.read_bytes(), c.opts.mode, c.opts.threads,
                                      c.build.scheduled)
@@ -115,8 +127,44 @@ def _check_seeds(c: Campaign, say: Callable[[str], None]) -> None:
             name = SEED_CRASH_PREFIX + seed.stem
             shutil.copyfile(seed, c.dirs.crashes / name)  # copyfile: its mtime is now
             say(f"seed {seed.name} fails ({signature(out)}): persisted as {name}")
+            failing.add(seed)
             if out.name == "timeout":
-                return  # every hanging seed would cost a timeout: one is enough
+                break  # every hanging seed would cost a timeout: one is enough
+    return _passing_seeds(c, failing)
+
+
+def _passing_seeds(c: Campaign, failing: set[Path]) -> list[Path]:
+    """The seed folders, or copies of them in the run folder without ``failing``."""
+    dirs = seed_dirs(c.build.scheduled)
+    if not failing:
+        return dirs
+    out = []
+    for d in dirs:
+        copy = c.dirs.run_dir / "seeds" / d.name
+        copy.mkdir(parents=True, exist_ok=True)
+        for seed in d.glob("*"):
+            if seed not in failing:
+                shutil.copyfile(seed, copy / seed.name)
+        out.append(copy)
+    return out
+
+
+#: an in-process libFuzzer run that ends this soon after loading its corpus made no progress
+QUICK_RUN_S = 10.0
+#: in-process runs in a row that end without progress before the campaign turns to fork
+#: mode: QUICK_RUNS that loaded their corpus, or DEAD_LOADS that died loading it (the same
+#: corpus input crashes again: every restart would)
+QUICK_RUNS = 3
+DEAD_LOADS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exit:
+    """How one libFuzzer run ended."""
+
+    rc: int
+    interrupted: bool
+    fuzzed_s: float | None  #: seconds from its corpus loaded (INITED) to its end; None: never
 
 
 @dataclasses.dataclass
@@ -128,6 +176,12 @@ class _Run:
     lifecycle: CrashLifecycle
     progress: cli.Progress
     start: float  #: monotonic
+    seeds: list[Path]  #: the seed folders libFuzzer reads
+    starts: int = 0  #: libFuzzer runs started
+    counter: Path | None = None  #: the in-process run's execution count (EXECS_ENV)
+    fork_fallback: str = ""  #: why in-process fuzzing turned to fork mode, if it did
+    quick: int = 0  #: in-process runs in a row that ended within QUICK_RUN_S of INITED
+    dead: int = 0  #: in-process runs in a row that died loading their corpus
 
     @property
     def log_path(self) -> Path:
@@ -150,18 +204,33 @@ class _Run:
 
     def tick(self) -> None:
         self.lifecycle.scan()
+        if self.counter is not None:
+            self.stats.executed(int.from_bytes(self.counter.read_bytes()[:8], "little"),
+                                time.monotonic())
         self.stats.sample(self.elapsed())
         self.warn_once()
         self.progress.show(min(int(self.elapsed()), int(self.c.opts.max_time)),
                            self.stats.status())
 
-    def one_libfuzzer(self, seconds: float, fork: bool) -> tuple[int, bool]:
-        """One libFuzzer process for ``seconds``, polled; returns (exit code, interrupted)."""
-        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.c.build.scheduled)
-        with self.stats.lock:
-            self.stats.base_execs = self.stats.execs
+    def left(self) -> float:
+        return self.c.opts.max_time - self.elapsed()
+
+    def one_libfuzzer(self, seconds: float, fork: bool) -> _Exit:
+        """One libFuzzer process for ``seconds``, polled."""
+        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.c.build.scheduled,
+                      self.seeds, self.starts)
+        self.stats.new_run()
+        self.starts += 1
         with open(self.c.dirs.run_dir / "command.txt", "a") as f:
             f.write(shlex.join(cmd) + "\n")
+        env = dict(self.c.env)
+        # An in-process libFuzzer prints its count only at new coverage and powers of two:
+        # the target counts every input in a file the ticks read. Fork-mode jobs do not
+        # (N of them would race on one count; the main process reports after each job).
+        self.counter = None if fork else self.c.dirs.run_dir / "execs"
+        if self.counter is not None:
+            self.counter.write_bytes(bytes(8))
+            env[EXECS_ENV] = str(self.counter)
         # libFuzzer and its fork-mode jobs run in a session of their own (a Ctrl-C is the
         # driver's to forward). The lifeline's read end is all they inherit of the driver:
         # it reads EOF once the driver is gone, even by SIGKILL, and the target then kills
@@ -169,7 +238,7 @@ class _Run:
         lifeline, keep = os.pipe()
         try:
             proc = subprocess.Popen(cmd, cwd=str(self.c.dirs.run_dir),
-                                    env={**self.c.env, LIFELINE_ENV: str(lifeline)},
+                                    env={**env, LIFELINE_ENV: str(lifeline)},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     start_new_session=True, pass_fds=(lifeline,))
         finally:
@@ -205,28 +274,67 @@ class _Run:
         proc.wait()
         os.close(keep)
         reader.join(timeout=5)
-        return proc.returncode, interrupted
+        inited = self.stats.inited_at
+        return _Exit(proc.returncode, interrupted,
+                     None if inited is None else time.monotonic() - inited)
 
     def drive(self) -> tuple[int, bool]:
-        """Fuzzes until the budget is spent. Fork mode is one libFuzzer run that outlives
-        its crashes. ``--stop-on-find`` starts in-process instead (no job restarts: about
-        three times the execs/s early on), so libFuzzer exits at its first crash, which is
-        triaged. If that crash does not reproduce in a fresh process, it depended on the
+        """Fuzzes until the budget is spent; returns libFuzzer's last exit code and whether
+        the campaign was interrupted. Fork mode (``--jobs`` > 1) is one libFuzzer run that
+        outlives its crashes. Otherwise libFuzzer runs in-process and every crash (timeout,
+        OOM) ends it, its input already in crashes/; it is started again on the corpus,
+        until a crash loop (:meth:`crash_loop`) turns the rest of the budget to fork mode.
+        ``--stop-on-find`` instead waits for each crash's triage and stops at the first
+        that reproduces; if one does not reproduce in a fresh process, it depended on the
         state earlier inputs left in the process (and a restart would replay the corpus
         into it again): the rest of the budget is fuzzed in fork mode."""
-        fork = not self.c.opts.stop_on_find
-        while True:
-            rc, interrupted = self.one_libfuzzer(self.c.opts.max_time - self.elapsed(), fork)
-            if interrupted or fork:
-                return rc, interrupted
-            self.lifecycle.scan()
-            self.lifecycle.queue.join()  # every crash so far decided before going on
-            if self.lifecycle.found.is_set() or rc == 0 or self.c.opts.max_time - \
-                    self.elapsed() < 1:
-                return rc, False
-            self.progress.say(f"libFuzzer exited {rc} on a crash that did not reproduce "
-                              "alone; fuzzing the rest of the budget in fork mode")
-            fork = True
+        fork, rc = self.c.opts.jobs > 1 and not self.c.opts.stop_on_find, 0
+        try:
+            while True:
+                end = self.one_libfuzzer(self.left(), fork)
+                rc = end.rc
+                if end.interrupted or fork or end.rc == 0 or self.left() < 1:
+                    return rc, end.interrupted
+                if self.c.opts.stop_on_find and self.reproduced():
+                    return rc, False
+                self.fork_fallback = self.fork_reason(end)
+                fork = bool(self.fork_fallback)
+                if fork:
+                    self.progress.say(f"libFuzzer exited {rc}: {self.fork_fallback}; "
+                                      "fuzzing the rest of the budget in fork mode")
+                else:
+                    self.progress.say(f"libFuzzer exited {rc} (its input is in crashes/); "
+                                      "starting it again on the corpus")
+        except KeyboardInterrupt:  # between two runs (one_libfuzzer handles its own)
+            self.progress.say("interrupted: triaging what was found")
+            return rc, True
+
+    def reproduced(self) -> bool:
+        """Whether a crash so far reproduced in a fresh process (waits for their triage)."""
+        self.lifecycle.scan()
+        self.lifecycle.queue.join()
+        return self.lifecycle.found.is_set()
+
+    def fork_reason(self, end: _Exit) -> str:
+        """Why the run after ``end`` (a crashed in-process run) fuzzes in fork mode; empty:
+        it restarts in-process."""
+        if self.c.opts.stop_on_find:
+            return "its crash did not reproduce alone"
+        self.dead = self.dead + 1 if end.fuzzed_s is None else 0
+        quick = end.fuzzed_s is None or end.fuzzed_s < QUICK_RUN_S
+        self.quick = self.quick + 1 if quick else 0
+        return self.crash_loop(self.quick, self.dead)
+
+    @staticmethod
+    def crash_loop(quick: int, dead: int) -> str:
+        """Why restarting in-process would loop (empty: it would not), given the in-process
+        runs in a row that ended within QUICK_RUN_S of loading the corpus or before it."""
+        if dead >= DEAD_LOADS:
+            return f"it died loading its corpus {dead} times in a row (a crash loop)"
+        if quick >= QUICK_RUNS:
+            return (f"{quick} runs in a row ended within {QUICK_RUN_S:.0f} s of loading "
+                    "the corpus (a crash loop)")
+        return ""
 
 
 def _summary(run: _Run, elapsed: float, rc: int, interrupted: bool,
@@ -245,7 +353,8 @@ def _summary(run: _Run, elapsed: float, rc: int, interrupted: bool,
         corpus=sum(1 for _ in c.dirs.corpus.iterdir()), corpus_dir=str(c.dirs.corpus),
         crash_files=stats.crash_files, distinct=stats.distinct,
         new_distinct=stats.new_distinct, revision=git_revision(), run_dir=str(c.dirs.run_dir),
-        fuzzer_exit=rc, interrupted=interrupted, crash_to_regression_s=lc.crash_to_regression,
+        fuzzer_exit=rc, fuzzer_starts=run.starts, fork_fallback=run.fork_fallback,
+        interrupted=interrupted, crash_to_regression_s=lc.crash_to_regression,
         first_detection_s=min((e.detected_s for e in lc.entries if e.distinct), default=None),
         entries=lc.entries)
 
@@ -264,11 +373,10 @@ def campaign(c: Campaign, argv: Sequence[str] = ()) -> CampaignSummary:
              **known_bugs(c.regressions)}
     lifecycle = CrashLifecycle(c.opts, c.build, c.target, c.dirs, c.regressions, known, stats,
                                progress.say, time.time())
-    if not c.opts.no_seeds:
-        _check_seeds(c, progress.say)
+    seeds = [] if c.opts.no_seeds else _check_seeds(c, progress.say)
     worker = threading.Thread(target=lifecycle.run, name="lifecycle", daemon=True)
     worker.start()
-    run = _Run(c, stats, lifecycle, progress, time.monotonic())
+    run = _Run(c, stats, lifecycle, progress, time.monotonic(), seeds)
     rc, interrupted = run.drive()
     elapsed = run.elapsed()
     lifecycle.scan()

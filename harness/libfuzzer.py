@@ -1,10 +1,12 @@
 """libFuzzer, seen from a campaign: its command line, its log, and a campaign's folders.
 
-The atheris target (fuzz/fuzz_target.py) runs under libFuzzer, in fork mode
-(``-fork=N -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1``: every job is a child
-process, so a crashing, hanging or OOM target never ends the campaign) or in-process. Either
-way every crash/timeout/oom input is written by libFuzzer straight into the run's
-``crashes/`` folder (``-artifact_prefix``) before the campaign looks at it.
+The atheris target (fuzz/fuzz_target.py) runs under libFuzzer in-process (one process
+fuzzes until a crash, timeout or OOM ends it; the campaign driver then starts it again on
+the corpus) or in fork mode (``-fork=N -ignore_crashes=1 -ignore_timeouts=1
+-ignore_ooms=1``: every job is a child process that re-imports the target and re-reads
+the corpus). Either way every crash/timeout/oom input is written by libFuzzer straight into
+the run's ``crashes/`` folder (``-artifact_prefix``) before it exits or goes on, and before
+the campaign looks at it.
 
 Layout of a campaign (``campaigns/`` is git-ignored)::
 
@@ -13,6 +15,8 @@ Layout of a campaign (``campaigns/`` is git-ignored)::
         crashes/                       every crash input, persisted by libFuzzer first
         crashes/index.jsonl            one line per triaged input
         fuzz.log, stats.csv, command.txt, report.md, progress.png, summary.json, minimized/
+        execs                          the in-process target's count of inputs run
+        seeds/                         the seed folders without failing seeds (if any)
 
 ``<key>`` is ``<build>[+<inject>][-<target>]-<mode>[-t<threads>]``.
 """
@@ -24,6 +28,8 @@ import datetime
 import os
 import re
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -31,8 +37,8 @@ from harness import PROJECT_ROOT
 from harness.campaign_options import CampaignOptions
 from harness.program import RECORD
 
-__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "LIFELINE_ENV", "SCHED_SEEDS", "SEEDS",
-           "SEED_CRASH_PREFIX", "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts",
+__all__ = ["ARTIFACT_PREFIXES", "CAMPAIGNS", "DICT", "EXECS_ENV", "LIFELINE_ENV", "SCHED_SEEDS",
+           "SEEDS", "SEED_CRASH_PREFIX", "TARGET_SCRIPT", "CampaignDirs", "Stats", "artifacts",
            "campaign_key", "command", "read_log", "seed_dirs"]
 
 FUZZ_DIR = PROJECT_ROOT / "fuzz"
@@ -49,6 +55,8 @@ ARTIFACT_PREFIXES = ("crash-", "timeout-", "oom-", "leak-")
 SEED_CRASH_PREFIX = "crash-seed-"
 #: names the descriptor on which the fuzz target reads EOF once the campaign driver is gone
 LIFELINE_ENV = "HAKMEM_FUZZ_LIFELINE"
+#: names the 8-byte file in which an in-process fuzz target counts the inputs it ran
+EXECS_ENV = "HAKMEM_FUZZ_EXECS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,23 +96,27 @@ def seed_dirs(scheduled: bool) -> list[Path]:
 
 
 def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float,
-            fork: bool = True, scheduled: bool = False) -> list[str]:
+            fork: bool = True, scheduled: bool = False,
+            seeds: Sequence[Path] | None = None, start: int = 0) -> list[str]:
     """The libFuzzer command line for a run of ``seconds``, in fork mode (jobs in child
     processes, going on past crashes) or in-process; ``scheduled``: the build is
-    schedule-controlled (its seeds too)."""
+    schedule-controlled (its seeds too); ``seeds``: the seed folders, when not
+    :func:`seed_dirs` (none with ``--no-seeds`` either way); ``start``: how many libFuzzer
+    runs of this campaign came before (a restart with ``--seed`` N gets seed N+start: the
+    same seed on the same corpus would make the same mutations to the same crash)."""
     keep_going = [] if not fork else [
         f"-fork={opts.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={dirs.crashes}/",
            f"-max_total_time={max(1, int(seconds))}", f"-max_len={1 + RECORD * opts.max_ops}",
            f"-timeout={max(1, int(opts.timeout))}", "-rss_limit_mb=4096", "-print_final_stats=1"]
     if opts.seed is not None:
-        cmd.append(f"-seed={opts.seed}")
+        cmd.append(f"-seed={opts.seed + start}")
     if DICT.is_file():
         cmd.append(f"-dict={DICT}")
     cmd += list(opts.libfuzzer_arg)
     cmd.append(str(dirs.corpus))
     if not opts.no_seeds:
-        cmd += [str(d) for d in seed_dirs(scheduled)]
+        cmd += [str(d) for d in (seed_dirs(scheduled) if seeds is None else seeds)]
     return cmd
 
 
@@ -114,6 +126,7 @@ def artifacts(crashes: Path) -> list[Path]:
                    and p.is_file()), key=lambda p: p.stat().st_mtime)
 
 
+_FINAL = "stat::number_of_executed_units:"
 _STAT = re.compile(r"^#(\d+):?\s.*?(?:cov: (\d+).*?)?corp: (\d+)\S*.*?exec/s:? (\d+)")
 
 
@@ -132,6 +145,11 @@ class Stats:
     mutator_seen: bool = False
     warned: bool = False
     base_execs: int = 0  #: execs of earlier libFuzzer runs of this campaign
+    #: monotonic time at which the current libFuzzer run loaded its corpus (INITED)
+    inited_at: float | None = None
+    #: the last (monotonic time, execs) the rate of :meth:`executed` counts from; None:
+    #: the current run has no count of its own (execs/s is libFuzzer's)
+    rate_from: tuple[float, int] | None = None
     samples: list[dict[str, float]] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -149,12 +167,39 @@ class Stats:
             self.native_seen = True
         if "found LLVMFuzzerCustomMutator" in text:
             self.mutator_seen = True
+        if "INITED" in text and self.inited_at is None:
+            self.inited_at = time.monotonic()
+        if text.startswith(_FINAL):  # a run's last count (none after a crash's last #N)
+            with self.lock:
+                self.execs = max(self.execs, self.base_execs + int(text[len(_FINAL):]))
+            return
         m = _STAT.match(text)
         if m:
             execs, cov, corp, rate = (int(g or 0) for g in m.groups())
             with self.lock:
-                self.execs, self.cov, self.corp, self.execs_per_s = (
-                    self.base_execs + execs, cov, corp, rate)
+                self.execs = max(self.execs, self.base_execs + execs)
+                self.cov, self.corp = cov, corp
+                if self.rate_from is None:  # libFuzzer's average since its start
+                    self.execs_per_s = rate
+
+    def new_run(self) -> None:
+        """A libFuzzer run starts: its counts add to those of the runs before it."""
+        with self.lock:
+            self.base_execs = self.execs
+            self.inited_at = None
+            self.rate_from = None
+
+    def executed(self, count: int, now: float) -> None:
+        """The current run's own count of inputs run (ahead of libFuzzer's log), read at
+        ``now`` (monotonic); execs/s over the last 2 seconds or more."""
+        with self.lock:
+            self.execs = max(self.execs, self.base_execs + count)
+            if self.rate_from is None:
+                self.rate_from = (now, self.base_execs)
+            since, then = self.rate_from
+            if now - since >= 2:
+                self.execs_per_s = round((self.execs - then) / (now - since))
+                self.rate_from = (now, self.execs)
 
     def status(self) -> str:
         return (f"exec/s {self.execs_per_s} cov {self.cov} corp {self.corp} "

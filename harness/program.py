@@ -753,7 +753,9 @@ def from_fuzz_input(data: bytes, mode: str = "lockstep", threads: int = 0,
     if mode == "mixed":
         run_mode = "concurrent" if data[:1] and data[0] & 0x80 else "lockstep"
     if threads and data:
-        data = bytes([data[0] & ~7 | (data[0] & 7) % threads]) + data[1:]
+        head = data[0] & ~7 | (data[0] & 7) % threads
+        if head != data[0]:  # else the input is already the program: no copy
+            data = bytes((head,)) + data[1:]
     if scheduled and run_mode == "concurrent":
         program = decode(data)
         if program.schedule is None:

@@ -23,7 +23,7 @@ __all__ = ["CampaignSummary", "plot", "write"]
 _LISTED = ("command", "build", "fuzz_build", "inject", "target", "mode", "threads", "jobs",
            "seed", "max_time", "elapsed", "execs", "execs_per_s", "coverage",
            "native_coverage", "custom_mutator", "corpus", "corpus_dir", "crash_files",
-           "distinct", "new_distinct", "revision")
+           "distinct", "new_distinct", "fuzzer_starts", "fork_fallback", "revision")
 
 
 @dataclasses.dataclass
@@ -55,6 +55,8 @@ class CampaignSummary:
     revision: str = ""
     run_dir: str = ""
     fuzzer_exit: int | None = None
+    fuzzer_starts: int = 0  #: libFuzzer runs (in-process fuzzing restarts after a crash)
+    fork_fallback: str = ""  #: why in-process fuzzing turned to fork mode, if it did
     interrupted: bool = False
     crash_to_regression_s: list[float] = dataclasses.field(default_factory=list)
     first_detection_s: float | None = None

@@ -8,13 +8,14 @@ release build, each in a fresh child process."""
 from __future__ import annotations
 
 import ctypes
+import re
 from pathlib import Path
 
 import pytest
 
-from harness.binding import load, run_program
+from harness.binding import Runner, load, run_program
 from harness.checks import replay
-from harness.program import Op, Program
+from harness.program import Op, Program, encode
 from harness.target import Target
 from tests.fixtures.fxlib import build_fixture
 
@@ -68,6 +69,30 @@ def test_black_box_check_fires(release, fxdir, fixture) -> None:
     assert v.status == "fail", v.describe()
     assert (v.check, v.op_index) == (check, op), v.describe()
     assert v.message
+
+
+#: fixtures that fail the same way every run (no state kept across runs)
+STATELESS = ("misalign", "usable", "calloc", "realloc", "null")
+
+
+def test_runner_gives_run_programs_verdicts(release, fxdir) -> None:
+    """The fuzz target's Runner (C structs reused across calls) gives what run_program
+    gives (test_black_box_check_fires): None for a pass, each failure with its check, op
+    and message, also right after a pass and before the next one, in both modes."""
+    data = encode(PROGRAM)
+    good = Runner(release.lib, Target(build_fixture("good", fxdir), "fx_"))
+    for fixture in STATELESS:
+        target = Target(build_fixture(fixture, fxdir), "fx_")
+        run = Runner(release.lib, target)
+        for mode in ("lockstep", "concurrent"):
+            assert good.failure(data, mode) is None
+            v, want = run.failure(data, mode), run_program(release.lib, data, mode, target)
+            assert v is not None and v.status == "fail", fixture
+            assert (v.check, v.op_index, v.program_op, v.thread, v.slot) == (
+                want.check, want.op_index, want.program_op, want.thread, want.slot)
+            assert v.message and re.sub(r"0x[0-9a-f]+", "0x", v.message) == re.sub(
+                r"0x[0-9a-f]+", "0x", want.message)  # pointers aside: each run allocates anew
+    assert good.failure(data, "lockstep") is None
 
 
 def test_black_box_checks_fire_in_a_child_too(release, fxdir) -> None:

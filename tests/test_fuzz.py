@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import PROJECT_ROOT
 from harness.campaign_options import parse
-from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, command
+from harness.fuzz import _Exit, _Run
+from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, Stats, command
 from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
 from harness.regressions import Regression
@@ -100,6 +103,114 @@ def test_crashing_or_hanging_target_does_not_end_the_campaign(tmp_path, fixture,
     assert reg.signature.startswith(sig)
 
 
+def _runs(run_dir: Path) -> tuple[list[str], list[str]]:
+    """The libFuzzer command lines of a campaign run and each run's part of fuzz.log."""
+    cmds = (run_dir / "command.txt").read_text().splitlines()
+    log = (run_dir / "fuzz.log").read_text(errors="replace")
+    return cmds, log.split("INFO: Seed: ")[1:]
+
+
+def _last_count(log: str) -> int:
+    return max((int(m) for m in re.findall(r"^#(\d+)", log, re.M)), default=0)
+
+
+def test_in_process_campaign_restarts_after_a_crash(tmp_path):
+    # fx_segv crashes on every free (seeds included: they are replayed, persisted and left
+    # out of what libFuzzer loads). Each crash ends the in-process libFuzzer, which is
+    # started again on the corpus, with the next seed, and counts on.
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--target", "fixture:segv",
+                      "--max-time", "20", "--timeout", "2", "--triage-runs", "1",
+                      "--minimize-time", "10")
+    assert rc == 1, out
+    cmds, runs = _runs(Path(s["run_dir"]))
+    assert len(cmds) >= 2 and s["fuzzer_starts"] == len(cmds), out
+    assert not any("-fork" in c for c in cmds[:2]), cmds
+    assert "-seed=1 " in cmds[0] and "-seed=2 " in cmds[1]
+    assert "Test unit written to" in runs[0] and "/crashes/crash-" in runs[0]
+    assert "INITED" in runs[1], "the restart loaded the corpus (no seed crashed it)"
+    assert s["execs"] > _last_count(runs[0]), "executions went on after the crash"
+    assert any(p.name.startswith("crash-seed-") for p in (Path(s["run_dir"]) / "crashes")
+               .iterdir()), "the failing seeds are still persisted"
+    counted = int.from_bytes((Path(s["run_dir"]) / "execs").read_bytes(), "little")
+    assert counted > 0, "the in-process target counts its executions for the driver"
+
+
+def test_stats_add_up_runs_and_the_targets_count():
+    st = Stats()
+    st.line("#64\tpulse  cov: 10 ft: 12 corp: 3/30b lim: 4 exec/s: 32 rss: 90Mb\n")
+    assert (st.execs, st.execs_per_s, st.inited_at) == (64, 32, None)
+    st.executed(100, 0.0)  # the target's own count is ahead of libFuzzer's log
+    st.line("#64\tREDUCE cov: 11 ft: 13 corp: 3/29b lim: 4 exec/s: 32 rss: 90Mb\n")
+    assert (st.execs, st.cov) == (100, 11), "a late log line never lowers the count"
+    st.line("stat::number_of_executed_units: 120\n")  # the crashed run's last count
+    assert st.execs == 120
+    st.new_run()  # a restart counts on from there
+    st.line("#2\tINITED cov: 10 ft: 12 corp: 3/30b exec/s: 0 rss: 90Mb\n")
+    assert st.execs == 122 and st.inited_at is not None
+    st.executed(50, 10.0)
+    st.executed(70, 12.5)
+    assert (st.execs, st.execs_per_s) == (190, 28)  # (190 - 120) / 2.5 s
+
+
+def test_crash_loop_turns_to_fork_mode(tmp_path):
+    # A corpus input that crashes when loaded: every in-process start would die on it.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "crasher").write_bytes(encode(Program(1, (Op("malloc", 0, 0, 16),
+                                                        Op("free", 0, 0)))))
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--target", "fixture:segv", "--no-seeds",
+                      "--corpus", str(corpus), "--mode", "lockstep", "--max-time", "15",
+                      "--timeout", "2", "--triage-runs", "1", "--minimize-time", "10")
+    assert rc == 1, out
+    cmds, runs = _runs(Path(s["run_dir"]))
+    assert len(cmds) == 3, cmds
+    assert not any("-fork" in c for c in cmds[:2]) and "-fork=1" in cmds[2], cmds
+    assert not any("INITED" in r for r in runs[:2])
+    assert "crash loop" in s["fork_fallback"] and "fork mode" in out, out
+
+
+def _drive(exits: list[_Exit], *argv: str,
+           interrupt: bool = False) -> tuple[tuple[int, bool], list[bool], _Run]:
+    """drive() over libFuzzer runs (stubbed) that end as ``exits`` say: its result, and
+    whether each run it started was in fork mode; ``interrupt``: a SIGTERM (as the driver
+    raises it) arrives between the first two runs."""
+    def say(text: str) -> None:
+        if interrupt and "starting it again" in text:
+            raise KeyboardInterrupt
+
+    c = SimpleNamespace(opts=parse(["--max-time", "600", *argv]))
+    run = _Run(c, Stats(), None, SimpleNamespace(say=say), time.monotonic(), [])
+    ends, forks = iter(exits), []
+
+    def one_libfuzzer(_seconds: float, fork: bool) -> _Exit:
+        forks.append(fork)
+        return next(ends)
+    run.one_libfuzzer = one_libfuzzer
+    return run.drive(), forks, run
+
+
+CRASH, QUICK, DEAD, DONE = (_Exit(77, False, 60.0), _Exit(77, False, 1.0),
+                            _Exit(1, False, None), _Exit(0, False, 60.0))
+
+
+@pytest.mark.parametrize("exits, forks, why", [
+    ([CRASH, CRASH, CRASH, CRASH, DONE], [False] * 5, ""),
+    ([QUICK, QUICK, CRASH, QUICK, QUICK, DONE], [False] * 6, ""),  # a good run resets
+    ([QUICK, QUICK, QUICK, DONE], [False, False, False, True], "3 runs in a row"),
+    ([DEAD, DEAD, DONE], [False, False, True], "loading its corpus 2 times"),
+    ([DEAD, QUICK, QUICK, DONE], [False, False, False, True], "3 runs in a row"),
+])
+def test_in_process_restarts_until_a_crash_loop(exits, forks, why):
+    result, started, run = _drive(exits)
+    assert result == (0, False) and started == forks
+    assert why in run.fork_fallback if why else not run.fork_fallback
+
+
+def test_jobs_fork_from_the_start_and_an_interrupt_between_runs_ends_fuzzing():
+    assert _drive([DONE], "--jobs", "2")[:2] == ((0, False), [True])
+    assert _drive([CRASH, DONE], interrupt=True)[:2] == ((77, True), [False])
+
+
 def test_a_slow_program_is_not_kept_as_a_hang(tmp_path):
     # The fixture's free of a 4000-byte block takes 6 s: libFuzzer (3 s timeout) records a
     # timeout on the corpus input below, and its replay (hang_timeout: 12 s) finishes, so
@@ -119,14 +230,17 @@ def test_a_slow_program_is_not_kept_as_a_hang(tmp_path):
 def test_libfuzzer_command_modes(tmp_path):
     dirs = CampaignDirs("key", tmp_path / "corpus", tmp_path / "run")
 
-    def cmd(*argv, fork=True, seconds=None, scheduled=False):
+    def cmd(*argv, fork=True, seconds=None, scheduled=False, seeds=None, start=0):
         opts = parse(list(argv))
         return command(opts, dirs, opts.max_time if seconds is None else seconds, fork,
-                       scheduled)
+                       scheduled, seeds, start)
 
     forked = cmd("--max-time", "30", "--jobs", "2")
     assert "-fork=2" in forked and "-ignore_crashes=1" in forked and str(SEEDS) in forked
     assert "-max_total_time=30" in forked
+    assert str(tmp_path / "s") in cmd(seeds=[tmp_path / "s"]) and str(SEEDS) not in cmd(
+        seeds=[tmp_path / "s"])
+    assert "-seed=7" in cmd("--seed", "5", start=2)
     inproc = cmd("--stop-on-find", fork=False, seconds=12.5)
     assert not any(a.startswith(("-fork", "-ignore_")) for a in inproc)
     assert "-max_total_time=12" in inproc
@@ -156,22 +270,29 @@ def _wait_for(cond, what: str, seconds: float = 300) -> None:
         time.sleep(0.2)
 
 
-def _start_campaign(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    """A campaign on the clean fixture, once libFuzzer's fork mode runs a job; returns
-    the driver and libFuzzer's session id."""
+def _start_campaign(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """A campaign on the clean fixture, once libFuzzer fuzzes (in-process: it loaded its
+    corpus; ``--jobs N``: fork mode runs a job); returns the driver and libFuzzer's
+    session id."""
     cmd = [sys.executable, "-m", "harness.fuzz", "--campaigns", str(tmp_path / "campaigns"),
            "--regressions", str(tmp_path / "regs"), "--no-progress", "--build", "asan",
-           "--target", "fixture:good", "--max-time", "600"]
+           "--target", "fixture:good", "--max-time", "600", *args]
     driver = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     sid: list[int] = []
 
-    def job_running() -> bool:
+    def inited() -> bool:
+        return any("INITED" in p.read_text(errors="replace")
+                   for p in (tmp_path / "campaigns").glob("*/runs/*/fuzz.log"))
+
+    def fuzzing() -> bool:
         assert driver.poll() is None, driver.communicate()[1]
         sid[:] = [k for k, pids in _sessions().items()
                   if k != os.getsid(0) and any(_ppid(p) == driver.pid for p in pids)]
-        return bool(sid) and len(_sessions().get(sid[0], [])) >= 2  # main + a job
-    _wait_for(job_running, "libFuzzer started no fork-mode job")
+        if not sid:
+            return False
+        return len(_sessions().get(sid[0], [])) >= 2 if "--jobs" in args else inited()
+    _wait_for(fuzzing, "libFuzzer did not start fuzzing")
     return driver, sid[0]
 
 
@@ -182,8 +303,9 @@ def _ppid(pid: int) -> int:
         return -1
 
 
-def test_no_fuzzer_process_outlives_a_killed_driver(tmp_path):
-    driver, sid = _start_campaign(tmp_path)
+@pytest.mark.parametrize("args", [(), ("--jobs", "2")], ids=["in-process", "fork"])
+def test_no_fuzzer_process_outlives_a_killed_driver(tmp_path, args):
+    driver, sid = _start_campaign(tmp_path, *args)
     driver.kill()
     driver.wait()
     _wait_for(lambda: sid not in _sessions(), "libFuzzer or a job outlived the driver", 60)
