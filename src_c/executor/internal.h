@@ -210,6 +210,8 @@ HX_HIDDEN void hx_turn_go(struct hx_turn *t);
 HX_HIDDEN void hx_turn_hint(struct hx_turn *t);
 /* Waits for the next go (spins while hinted, sleeps otherwise). */
 HX_HIDDEN void hx_turn_wait(struct hx_turn *t);
+/* Waits as one hinted: for a go expected soon (the end of a short run, the next run). */
+HX_HIDDEN void hx_turn_wait_soon(struct hx_turn *t);
 
 /* ---- sched.c: the scheduler of scheduled runs (a schedule-controlled build's
  * concurrent mode, for a program with a schedule). In other builds these are empty. */

@@ -95,7 +95,7 @@ static void *pool_thread(void *arg)
         hx_turn_go(&pt->done);
         if (rc == HX_JOB_EXIT)
             return NULL;
-        hx_turn_wait(&pt->job);
+        hx_turn_wait_soon(&pt->job);
     }
 }
 
@@ -118,7 +118,7 @@ bool hx_pool_run(int t, int (*fn)(void *), void *arg)
 bool hx_pool_wait(int t)
 {
     struct hx_pt *pt = &pool[t];
-    hx_turn_wait(&pt->done);
+    hx_turn_wait_soon(&pt->done);
     if (pt->ended) {
         pthread_join(pt->ended_th, NULL);
         pt->alive = false;

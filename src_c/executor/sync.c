@@ -122,3 +122,9 @@ void hx_turn_wait(struct hx_turn *t)
         n = 0;
     }
 }
+
+void hx_turn_wait_soon(struct hx_turn *t)
+{
+    hx_turn_hint(t);
+    hx_turn_wait(t);
+}
