@@ -213,7 +213,7 @@ void hx_run_lockstep(struct hx_run *r)
         ls->pc = i;
         ls->w[o->thread].cmd = CMD_RUN;
         hx_turn_go(&ls->w[o->thread].w);
-        hx_turn_wait_soon(&ls->main);
+        hx_turn_wait(&ls->main);
         reap(ls);
         if (ls->ended)
             break;
