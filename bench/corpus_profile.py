@@ -77,7 +77,8 @@ def replay(corpus: Path) -> dict[str, list[float]]:
     """In the child: per class, [inputs, seconds] of the second replay pass."""
     target = runpy.run_path(str(ROOT / "fuzz" / "fuzz_target.py"), run_name="bench")
     run = target["test_one_input"]
-    inputs = [(p.read_bytes(), classify(p.read_bytes())) for p in sorted(corpus.iterdir())]
+    data = [p.read_bytes() for p in sorted(corpus.iterdir())]
+    inputs = [(d, classify(d)) for d in data]
     out = {c: [0, 0.0] for c in CLASSES}
     for timed in (False, True):
         for data, cls in inputs:

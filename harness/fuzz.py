@@ -217,8 +217,7 @@ class _Run:
 
     def one_libfuzzer(self, seconds: float, fork: bool) -> _Exit:
         """One libFuzzer process for ``seconds``, polled."""
-        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.c.build.scheduled,
-                      self.seeds, self.starts)
+        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.seeds, self.starts)
         self.stats.new_run()
         self.starts += 1
         with open(self.c.dirs.run_dir / "command.txt", "a") as f:

@@ -95,15 +95,13 @@ def seed_dirs(scheduled: bool) -> list[Path]:
     return [d for d in dirs if d.is_dir() and any(d.iterdir())]
 
 
-def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float,
-            fork: bool = True, scheduled: bool = False,
-            seeds: Sequence[Path] | None = None, start: int = 0) -> list[str]:
+def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float, fork: bool,
+            seeds: Sequence[Path], start: int = 0) -> list[str]:
     """The libFuzzer command line for a run of ``seconds``, in fork mode (jobs in child
-    processes, going on past crashes) or in-process; ``scheduled``: the build is
-    schedule-controlled (its seeds too); ``seeds``: the seed folders, when not
-    :func:`seed_dirs` (none with ``--no-seeds`` either way); ``start``: how many libFuzzer
-    runs of this campaign came before (a restart with ``--seed`` N gets seed N+start: the
-    same seed on the same corpus would make the same mutations to the same crash)."""
+    processes, going on past crashes) or in-process; ``seeds``: the seed folders (none
+    with ``--no-seeds`` either way); ``start``: how many libFuzzer runs of this campaign
+    came before (a restart with ``--seed`` N gets seed N+start: the same seed on the same
+    corpus would make the same mutations to the same crash)."""
     keep_going = [] if not fork else [
         f"-fork={opts.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={dirs.crashes}/",
@@ -116,7 +114,7 @@ def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float,
     cmd += list(opts.libfuzzer_arg)
     cmd.append(str(dirs.corpus))
     if not opts.no_seeds:
-        cmd += [str(d) for d in (seed_dirs(scheduled) if seeds is None else seeds)]
+        cmd += [str(d) for d in seeds]
     return cmd
 
 

@@ -20,7 +20,7 @@ import pytest
 from harness import PROJECT_ROOT
 from harness.campaign_options import parse
 from harness.fuzz import _Exit, _Run
-from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, Stats, command
+from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, Stats, command, seed_dirs
 from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
 from harness.regressions import Regression
@@ -233,7 +233,7 @@ def test_libfuzzer_command_modes(tmp_path):
     def cmd(*argv, fork=True, seconds=None, scheduled=False, seeds=None, start=0):
         opts = parse(list(argv))
         return command(opts, dirs, opts.max_time if seconds is None else seconds, fork,
-                       scheduled, seeds, start)
+                       seed_dirs(scheduled) if seeds is None else seeds, start)
 
     forked = cmd("--max-time", "30", "--jobs", "2")
     assert "-fork=2" in forked and "-ignore_crashes=1" in forked and str(SEEDS) in forked

@@ -465,31 +465,33 @@ void hak_heap_abandon(struct hak_heap *heap)
     hak_heaps_unlock();
 }
 
+/* The calling thread's heap leaves it: given back as at the thread's exit. */
+static void give_back(struct hak_heap *heap)
+{
+    hak_tl_heap = &hak_heap_empty;
+    hak_sync(HAK_SYNC_EXIT, heap);
+    if (heap && heap != &hak_heap_empty)
+        hak_heap_abandon(heap);
+}
+
 /* pthread key destructor. The thread may still allocate after this (other
  * destructors): it is then served by the exit heap, never by a heap of its
  * own (a heap created in the last destructor round would never be given
  * back). */
 void hak_heap_thread_exit(void *arg)
 {
-    struct hak_heap *heap = arg;
-    hak_tl_heap = &hak_heap_empty;
     tl_exited = true;
-    hak_sync(HAK_SYNC_EXIT, heap);
-    if (heap && heap != &hak_heap_empty)
-        hak_heap_abandon(heap);
+    give_back(arg);
 }
 
 /* The thread lives on, as a new thread would start: no destructor runs for the
  * old heap, and tl_exited stays clear so the next allocation gets a heap. */
 HAK_API void hak_retire_thread(void)
 {
-    struct hak_heap *heap = hak_tl_heap;
-    if (heap == &hak_heap_empty)
+    if (hak_tl_heap == &hak_heap_empty)
         return;
-    hak_tl_heap = &hak_heap_empty;
     pthread_setspecific(hak_thread_key, NULL);
-    hak_sync(HAK_SYNC_EXIT, heap);
-    hak_heap_abandon(heap);
+    give_back(hak_tl_heap);
 }
 
 /* An aligned interior pointer was handed out of `slab`: mark it, under its

@@ -17,7 +17,6 @@
  * an idle pool thread is still spinning in. */
 #include <dlfcn.h>
 #include <pthread.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
