@@ -75,8 +75,11 @@ def test_early_purge_seeded_bug(built: Callable[..., Build], tmp_path: Path,
 
 #: The owner flushes its cache (so its slab's used blocks are exactly the program's), another
 #: thread frees them all remotely (every one pending) and collects: the purge finds the
-#: owner's slab with all its used blocks pending.
+#: owner's slab with all its used blocks pending. The barrier orders the flush before the
+#: frees in concurrent mode too (a flush takes no slot's baton, so without it the frees and
+#: the collect could come first: the test failed once on CI that way).
 PENDING_THEN_COLLECT = Program(2, (*(Op("malloc", 0, s, 1000) for s in range(16)), Op("flush", 0),
+                                   Op("barrier"),
                                    *(Op("free", 1, s) for s in range(16)), Op("collect", 1)))
 
 
