@@ -31,6 +31,7 @@ REQUIRED_API: tuple[str, ...] = (
     "hak_block_info",
     "hak_counters_snapshot",
     "hak_heap_check",
+    "hak_heap_check_collected",
     "hak_flush_thread",
     "hak_build_variant",
     "hak_injected_bug",

@@ -150,8 +150,17 @@ STRENGTHENED = ("@@ -15,3 +15,3 @@\n {\n"
                 "+    atomic_fetch_add_explicit(&slab->remote_pending, 1, memory_order_seq_cst);\n")
 
 
+LOOP = ("@@ -613,3 +613,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
+        "-        for (int list = 0; list < 2; list++)\n"
+        "+        for (int list = 0; list != 2; list++)\n")
+
+
 @pytest.mark.parametrize("diff, equivalent", [
     (STRENGTHENED, True),
+    (LOOP, True),
+    (LOOP.replace("< 2", "< n").replace("!= 2", "!= n"), False),  # a bound that may change
+    (LOOP.replace("list = 0; list != 2", "list = 1; list != 2"), False),  # more changed
+    (LOOP.replace("!= 2", "<= 2"), False),  # one more iteration
     (STRENGTHENED.replace("_seq_cst", "_acquire"), False),  # not always valid, not stronger
     (STRENGTHENED.replace("1, memory_order_seq", "2, memory_order_seq"), False),  # more changed
     (STRENGTHENED.replace("relaxed", "seq_cst").replace("+    atomic_fetch_add_explicit(&slab->"

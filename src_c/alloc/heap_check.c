@@ -185,7 +185,7 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
                  (unsigned long)a, u);
             return;
         }
-    uint32_t free_units = 0;
+    uint32_t free_units = 0, free_mask = 0;
     uint64_t used = 0;
     for (unsigned u = HAK_FIRST_UNIT; u < HAK_UNITS; u++) {
         unsigned first = ss->unit_slab[u];
@@ -197,6 +197,7 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
                 fail(w, a, "superslab %#lx: free unit %u has free-path key %#x", (unsigned long)a,
                      u, key);
             free_units++;
+            free_mask |= 1u << u;
             continue;
         }
         struct hak_slab *slab = &hak_ss_slabs(ss)[first];
@@ -218,10 +219,41 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
     if (ss->cached && free_units != HAK_UNITS - HAK_FIRST_UNIT)
         fail(w, a, "superslab %#lx is cached with %u units in use", (unsigned long)a,
              HAK_UNITS - HAK_FIRST_UNIT - free_units);
+    if (free_units == HAK_UNITS - HAK_FIRST_UNIT && !ss->cached)
+        fail(w, a, "superslab %#lx is empty but neither cached nor unmapped", (unsigned long)a);
+    /* dirty: free units whose pages a purge has yet to give back */
+    if (ss->dirty_units & ~free_mask)
+        fail(w, a, "superslab %#lx: units in use marked dirty (%#x)", (unsigned long)a,
+             ss->dirty_units & ~free_mask);
     uint64_t active = atomic_load_explicit(&ss->active, memory_order_relaxed);
     if (active != used)
         fail(w, a, "superslab %#lx: active %llu != sum of its slabs' used %llu", (unsigned long)a,
              (unsigned long long)active, (unsigned long long)used);
+}
+
+/* The pool's list keeps superslabs with free units before full ones (a search
+ * for units stops at the first full one: one behind it would never be used,
+ * and a fresh superslab mapped instead), and its counters match the list.
+ * Pool lock held. */
+static void check_pool(struct walk *w)
+{
+    uint64_t mapped, cached, n = 0, n_cached = 0;
+    hak_pool_stats(&mapped, &cached);
+    bool full_seen = false;
+    for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next) {
+        check_superslab(w, ss);
+        n++;
+        n_cached += ss->cached;
+        if (ss->free_units && full_seen)
+            fail(w, (uintptr_t)ss, "superslab %#lx has %u free units but lies behind a full "
+                 "one on the pool's list: no search reaches it", (unsigned long)ss,
+                 ss->free_units);
+        full_seen |= !ss->free_units;
+    }
+    if (n != mapped || n_cached != cached || cached > HAK_SS_CACHE_MAX)
+        fail(w, 0, "pool: %llu superslabs listed (%llu cached), counters say %llu mapped, "
+             "%llu cached (at most %d)", (unsigned long long)n, (unsigned long long)n_cached,
+             (unsigned long long)mapped, (unsigned long long)cached, HAK_SS_CACHE_MAX);
 }
 
 /* The cache's stack lies within its slots, and every cached block belongs to
@@ -280,8 +312,7 @@ HAK_API int hak_heap_check(struct hak_heap_report *report)
     hak_heaps_lock();
     hak_abandoned_lock();
     hak_pool_lock();
-    for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next)
-        check_superslab(w, ss);
+    check_pool(w);
     hak_pool_unlock();
     check_abandoned(w);
     hak_abandoned_unlock();
@@ -300,5 +331,50 @@ HAK_API int hak_heap_check(struct hak_heap_report *report)
         report->errors += large_errors;
         report->ok = 0;
     }
+    return report->ok;
+}
+
+/* hak_collect's promise, slab by slab: an owned slab was drained and, if
+ * empty, returned; an abandoned one likewise. Pool lock held. */
+static void check_collected(struct walk *w, struct hak_superslab *ss)
+{
+    uintptr_t a = (uintptr_t)ss;
+    if (ss->cached || ss->dirty_units)
+        fail(w, a, "after a collect: superslab %#lx %s", (unsigned long)a,
+             ss->cached ? "is still mapped while empty (cached)"
+                        : "has free units whose pages were not given back");
+    for (unsigned u = HAK_FIRST_UNIT; u < HAK_UNITS; u++) {
+        if (ss->unit_slab[u] != u)
+            continue;
+        const struct hak_slab *slab = &hak_ss_slabs(ss)[u];
+        uint32_t pending = hak_remote_word_count(
+            atomic_load_explicit(&slab->remote, memory_order_acquire));
+        if (pending || !slab->used)
+            fail(w, slab->start, "after a collect: %s slab %#lx (class %u) kept with %u "
+                 "block(s) in use, %u of them pending remotely",
+                 atomic_load_explicit(&slab->owner, memory_order_relaxed) ? "owned"
+                                                                          : "abandoned",
+                 (unsigned long)slab->start, slab->size_class, slab->used, pending);
+    }
+}
+
+HAK_API int hak_heap_check_collected(struct hak_heap_report *report)
+{
+    if (!hak_heap_check(report))
+        return 0;
+    struct walk *w = &(struct walk){.r = report};
+    hak_heaps_lock();
+    hak_abandoned_lock();
+    hak_pool_lock();
+    for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next)
+        check_collected(w, ss);
+    hak_pool_unlock();
+    hak_abandoned_unlock();
+    hak_heaps_unlock();
+    uint64_t live, bytes, cached;
+    hak_large_stats(&live, &bytes, &cached);
+    if (cached)
+        fail(w, 0, "after a collect: %llu freed large mapping(s) still cached",
+             (unsigned long long)cached);
     return report->ok;
 }

@@ -162,6 +162,8 @@ HX_HIDDEN bool hx_wb_on_release(struct hx_run *r, int64_t op, int thread, int sl
                                 const struct hx_block *b);
 /* Counters + heap walk at a quiescent point. */
 HX_HIDDEN bool hx_wb_quiescent(struct hx_run *r, int64_t op, const char *where);
+/* Right after a collect op, in lockstep: hak_heap_check_collected. */
+HX_HIDDEN bool hx_wb_collected(struct hx_run *r, int64_t op);
 HX_HIDDEN bool hx_wb_leak(struct hx_run *r);
 HX_HIDDEN int hx_count_index(int size_class);
 

@@ -269,8 +269,12 @@ void hx_exec(struct hx_run *r, size_t i, int t)
         hx_fork(r, i, t);
         break;
     case HAKX_OP_COLLECT:
-        if (r->tg->hakmem)
+        if (r->tg->hakmem) {
             hak_collect();
+            /* in lockstep the other threads are parked: a quiescent point */
+            if (r->whitebox && r->mode == HAKX_MODE_LOCKSTEP)
+                hx_wb_collected(r, (int64_t)i);
+        }
         break;
     default:
         break;

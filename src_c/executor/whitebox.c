@@ -1,5 +1,6 @@
 /* White-box checks through the introspection API (hakmem target only):
- * block_boundary, double_conversion, counters, heap_check, leak. */
+ * block_boundary, double_conversion, counters, heap_check (also right after a
+ * collect op: what hak_collect promises to give back is gone), leak. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -8,6 +9,7 @@
 #pragma weak hak_block_info
 #pragma weak hak_counters_snapshot
 #pragma weak hak_heap_check
+#pragma weak hak_heap_check_collected
 #pragma weak hak_flush_thread
 
 int hx_count_index(int size_class)
@@ -125,6 +127,16 @@ bool hx_wb_quiescent(struct hx_run *r, int64_t op, const char *where)
     if (!hak_heap_check(&rep))
         return hx_fail(r, "heap_check", op, -1, -1, (void *)rep.where, 0, (uint64_t)rep.errors,
                        "%s: %d violation(s); first: %s", where, rep.errors, rep.message);
+    return true;
+}
+
+bool hx_wb_collected(struct hx_run *r, int64_t op)
+{
+    struct hak_heap_report rep;
+    rep.message[0] = 0;
+    if (!hak_heap_check_collected(&rep))
+        return hx_fail(r, "heap_check", op, -1, -1, (void *)rep.where, 0, (uint64_t)rep.errors,
+                       "collect: %d violation(s); first: %s", rep.errors, rep.message);
     return true;
 }
 

@@ -105,6 +105,12 @@ struct hak_heap_report {
  * Returns report->ok. */
 int hak_heap_check(struct hak_heap_report *report);
 
+/* hak_heap_check, and what hak_collect() promises, called right after it at a
+ * quiescent point: no superslab cached or holding pages of free units, no large
+ * mapping cached, and every slab in use (owned or abandoned) drained of its
+ * remote frees and holding a block. Returns report->ok. */
+int hak_heap_check_collected(struct hak_heap_report *report);
+
 /* Flushes the calling thread's caches to their slabs, drains remote frees
  * into every slab it owns, adopts and drains abandoned slabs, and returns
  * empty slabs to their superslabs. */
