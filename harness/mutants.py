@@ -13,8 +13,10 @@ ones: :func:`harness.build.build`'s ``source=``), and classified:
   seeded-bug-only code, a mutation the optimiser undoes); it is not built or tested;
 * ``killed_fast``: the fast tests fail on it: the asan reproducers of regressions/ replayed
   on the mutant (each passes on the clean build), then a short stress: programs that
-  overflow a thread cache with one size class (freed locally and remotely) and random
-  programs (lockstep, 1-4 threads, every check on);
+  overflow a thread cache with one size class (freed locally and remotely), programs whose
+  blocks outlive their thread and are freed into its abandoned slabs before a collect (the
+  reclaim and purge paths, checked by the heap walk after the collect), and random programs
+  (lockstep, 1-4 threads, every check on);
 * ``killed_campaign``: ``python -m harness.fuzz --build asan --source ... --stop-on-find``
   found a reproducing crash within ``--budget`` seconds (the check that fired and the
   minimized reproducer are kept);
@@ -175,12 +177,25 @@ def _cache_fill_program(size: int, remote: bool) -> Program:
     return Program(2 if remote else 1, tuple(rounds * 2 + [Op("flush", 0)]))
 
 
+def _reclaim_program(size: int) -> Program:
+    """Every slot allocated with one size on thread 0, which exits (its slabs abandoned with
+    their blocks live); thread 1 frees them all into the abandoned slabs and collects (the
+    heap walk after a collect checks that they were reclaimed and everything given back),
+    then both threads allocate and free again (adoption, fresh slabs) and collect."""
+    return Program(2, (*(Op("malloc", 0, s, size) for s in range(SLOTS)), Op("thread_exit", 0),
+                       *(Op("free", 1, s) for s in range(SLOTS)), Op("collect", 1),
+                       *(Op("malloc", 1, s, size) for s in range(SLOTS)),
+                       *(Op("free", 0, s) for s in range(SLOTS)), Op("collect", 0)))
+
+
 def _stress_programs(seed: int) -> list[tuple[str, Program]]:
     """(label, program) of each stress program."""
     rng = random.Random(seed)
     return [*((f"cache-fill program ({size} B, {'remote' if remote else 'local'} frees)",
                _cache_fill_program(size, remote))
               for size in CACHE_FILL_SIZES for remote in (False, True)),
+            *((f"reclaim program ({size} B)", _reclaim_program(size))
+              for size in CACHE_FILL_SIZES),
             *((f"random program {k} (seed {seed})",
                random_program(rng, STRESS_OPS, threads=1 + k % 4))
               for k in range(STRESS_PROGRAMS))]

@@ -72,6 +72,22 @@ def test_cache_overflow_blind_spot_is_closed(tmp_path):
     assert r.status == "killed_fast" and r.by.startswith("cache-fill program"), r
 
 
+def test_reclaim_blind_spot_is_closed(tmp_path):
+    # universalmutator's heap-2662: the purge reclaims abandoned slabs only when there are
+    # none. It survived a 60 s campaign; the reclaim programs of the fast tests kill it (the
+    # heap walk after their collect finds an abandoned slab whose blocks all came back).
+    src = PROJECT_ROOT / "src_c" / "alloc" / "heap.c"
+    text = src.read_text()
+    old = "        if (!atomic_load_explicit(&abandoned_count, memory_order_relaxed))\n"
+    assert text.count(old) == 1
+    path = tmp_path / "heap.mutant.2.c"
+    path.write_text(text.replace(old, old.replace("(!atomic", "(atomic")))
+    r = hm.run_mutant(hm.Mutant("heap.c", 90031, path), tmp_path / "out", budget=3, seed=1,
+                      minimize_time=10)
+    assert r.status == "killed_fast" and r.by.startswith("reclaim program"), r
+    assert r.check == "heap_check", r
+
+
 def test_a_mutant_the_build_verification_rejects_is_killed(tmp_path):
     src = PROJECT_ROOT / "src_c" / "alloc" / "introspect.c"
     text = src.read_text()
