@@ -166,6 +166,12 @@ STRENGTHENED = ("@@ -15,3 +15,3 @@\n {\n"
                 "+    atomic_fetch_add_explicit(&slab->remote_pending, 1, memory_order_seq_cst);\n")
 
 
+ROUND = ("@@ -56,3 +56,3 @@\n         slots += hak_class_tcache_limit[c];\n"
+         "-    return (sizeof(struct hak_heap) + slots * sizeof(void *) + 63) & ~(size_t)63;\n"
+         "+    return (sizeof(struct hak_heap) + slots * sizeof(void *) + (63-1)) & ~(size_t)63;\n")
+DRAIN = "@@ -71,3 +71,3 @@\n     if (!head)\n-        return 0;\n+        return -1;\n"
+SERIAL = ("@@ -101,3 +101,3 @@\n     }\n-    heap->serial = ++heap_serial;\n"
+          "+    heap->serial = --heap_serial;\n")
 LOOP = ("@@ -613,3 +613,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
         "-        for (int list = 0; list < 2; list++)\n"
         "+        for (int list = 0; list != 2; list++)\n")
@@ -177,6 +183,12 @@ LOOP = ("@@ -613,3 +613,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
     (LOOP.replace("< 2", "< n").replace("!= 2", "!= n"), False),  # a bound that may change
     (LOOP.replace("list = 0; list != 2", "list = 1; list != 2"), False),  # more changed
     (LOOP.replace("!= 2", "<= 2"), False),  # one more iteration
+    (ROUND, True),
+    (ROUND.replace("(63-1)", "(63-9)"), False),  # rounds a multiple of 8 down
+    (DRAIN, True),
+    (DRAIN.replace("if (!head)", "if (!tail)"), False),  # another return 0
+    (SERIAL, True),
+    (SERIAL.replace("--heap_serial", "heap_serial"), False),  # serials repeat
     (STRENGTHENED.replace("_seq_cst", "_acquire"), False),  # not always valid, not stronger
     (STRENGTHENED.replace("1, memory_order_seq", "2, memory_order_seq"), False),  # more changed
     (STRENGTHENED.replace("relaxed", "seq_cst").replace("+    atomic_fetch_add_explicit(&slab->"
