@@ -21,6 +21,12 @@ __attribute__((noinline)) void *hak_alloc_refill(struct hak_heap *heap, int size
     return p;
 }
 
+/* hak_tiny_pop found its cache empty (or the thread has no heap yet). */
+__attribute__((noinline)) void *hak_tiny_refill(size_t size, struct hak_heap *heap)
+{
+    return hak_alloc_refill(heap, hak_class_of(size));
+}
+
 void *hak_alloc_class(int size_class)
 {
     return hak_cache_pop(size_class);
@@ -29,7 +35,7 @@ void *hak_alloc_class(int size_class)
 HAK_API void *hak_malloc(size_t size)
 {
     if (HAK_LIKELY(size <= HAK_TINY_MAX))
-        return hak_cache_pop(hak_class_of(size));
+        return hak_tiny_pop(size);
     if (size <= HAK_MID_MAX)
         return hak_cache_pop(hak_class_of(size));
     return hak_large_alloc(size, HAK_ALIGN, false);

@@ -99,6 +99,8 @@ static struct hak_heap *heap_new_locked(void)
         slot += hak_class_tcache_limit[c];
         heap->tc[c].end = slot;
     }
+    for (size_t size = 0; size <= HAK_TINY_MAX; size++)
+        heap->tiny_cache[size] = (uint16_t)(hak_class_of(size) * sizeof(struct hak_tcache));
     heap->serial = ++heap_serial;
     /* The list is kept in address order, the order fork_prepare locks the
      * heaps in: one fixed order for every fork (a heap never moves). */

@@ -285,6 +285,22 @@ static void check_thread_cache(struct walk *w, struct hak_heap *heap, int c)
     }
 }
 
+/* The heap's size table sends every tiny size to its class's cache: a wrong
+ * entry would hand out blocks of another class. */
+static void check_size_table(struct walk *w, const struct hak_heap *heap)
+{
+    for (size_t size = 0; size <= HAK_TINY_MAX; size++) {
+        size_t want = (size_t)hak_class_of(size) * sizeof(struct hak_tcache);
+        if (heap->tiny_cache[size] != want) {
+            fail(w, (uintptr_t)heap,
+                 "heap %llu: size table sends %zu B to cache offset %u, not %zu (class %d)",
+                 (unsigned long long)heap->serial, size, heap->tiny_cache[size], want,
+                 hak_class_of(size));
+            return;
+        }
+    }
+}
+
 /* abandoned_count == the abandoned lists' total length, and every slab on
  * them is in use and ownerless (heap.c updates both in one critical
  * section). Abandoned lock held. */
@@ -316,9 +332,11 @@ HAK_API int hak_heap_check(struct hak_heap_report *report)
     hak_pool_unlock();
     check_abandoned(w);
     hak_abandoned_unlock();
-    for (struct hak_heap *h = hak_heaps; h; h = h->next)
+    for (struct hak_heap *h = hak_heaps; h; h = h->next) {
+        check_size_table(w, h);
         for (int c = 0; c < HAK_CLASSES; c++)
             check_thread_cache(w, h, c);
+    }
     hak_heaps_unlock();
     char msg[sizeof report->message];
     uintptr_t where = 0;

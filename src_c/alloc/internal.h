@@ -217,14 +217,14 @@ static inline struct hak_slab *hak_ss_slabs(const struct hak_superslab *ss)
     return (struct hak_slab *)(hak_ss_colored(ss) + HAK_SS_KEYS_BYTES);
 }
 
-/* The key of the unit holding address a. Unit and colour are adjacent
- * address bits (16-20, 21-25) and a colour step is the key array's size, so
- * colour * 32 + unit indexes the keys from the colour-0 position: one shift
- * and one mask. */
-static inline _Atomic uint32_t *hak_unit_key(uintptr_t a)
+/* The key of the unit holding address a, in superslab ss. Unit and colour
+ * are adjacent address bits (16-20, 21-25) and a colour step is the key
+ * array's size, so colour * 32 + unit indexes the keys from the colour-0
+ * position: one shift and one mask. */
+static inline _Atomic uint32_t *hak_unit_key(const struct hak_superslab *ss, uintptr_t a)
 {
     uintptr_t index = (a >> HAK_UNIT_SHIFT) & (HAK_SS_COLORS * HAK_UNITS - 1);
-    return (_Atomic uint32_t *)((a & ~(HAK_SS_SIZE - 1)) + HAK_SS_COLORED_OFFSET) + index;
+    return (_Atomic uint32_t *)((uintptr_t)ss + HAK_SS_COLORED_OFFSET) + index;
 }
 
 /* Thread cache of one class: a bounded stack of free blocks of slabs this heap
@@ -266,6 +266,16 @@ struct hak_heap {
                              * free's xor with the zero-extended key then needs
                              * no extension of its own */
     struct hak_slab_list partial[HAK_CLASSES]; /* may have free blocks; head is current */
+    /* The byte offset of the cache serving each tiny size, indexed by the size
+     * itself (0..HAK_TINY_MAX): the drop-in's malloc then goes from a size to
+     * its cache in one load, based on the heap pointer it has already loaded,
+     * where a global class table took four instructions (round, shift, the
+     * table's address, the load) and a multiply to scale the class. 2 KiB per
+     * heap, filled once when the heap is made (hak_heap_check verifies it).
+     * Left zero in the empty heap, whose caches are all empty: any offset
+     * there leads to the refill, which takes the size, not the class
+     * (hak_tiny_pop). */
+    uint16_t tiny_cache[HAK_TINY_MAX + 1];
     struct hak_slab_list full[HAK_CLASSES];    /* had none at last look */
     uint64_t serial;
     struct hak_heap *next;  /* heap list (heaps lock) */
@@ -323,6 +333,37 @@ static inline struct hak_superslab *hak_superslab_at(uintptr_t a)
 static inline struct hak_superslab *hak_superslab_of(const void *p)
 {
     return hak_registered((uintptr_t)p) ? hak_superslab_at((uintptr_t)p) : NULL;
+}
+
+/* The value as it is, hidden from the optimiser: it can no longer rewrite
+ * an expression of it in terms of where it came from. No instruction. */
+static inline uintptr_t hak_opaque(uintptr_t v)
+{
+    __asm__("" : "+r"(v));
+    return v;
+}
+
+/* hak_superslab_of for the free fast path, in 9 instructions where it took
+ * 11 (of the 27 of a drop-in free): the one shift that gives the chunk serves
+ * the bound test, the registry index and, shifted back, the superslab's
+ * address. Left visible, the compiler turned the bound test into a second
+ * shift of the pointer and the address into a mask of it (a copy and an
+ * instruction each); hak_opaque stops it. Relaxed suffices: a pointer that is
+ * ours came from an allocation ordered after its superslab's registration,
+ * and a foreign one is only compared, never dereferenced. (A plain volatile
+ * read would fold into the comparison, one instruction less, but ThreadSanitizer
+ * would then see a race with the registration of a superslab where a large
+ * block, or a foreign one, had been freed.) False: not in a registered
+ * superslab (a bool, not a NULL superslab, which the caller would then test
+ * again). */
+static inline bool hak_superslab_fast(uintptr_t a, struct hak_superslab **ss)
+{
+    uintptr_t chunk = hak_opaque(a >> HAK_SS_SHIFT);
+    if (HAK_UNLIKELY(chunk >= HAK_REGISTRY_CHUNKS) ||
+        HAK_UNLIKELY(!atomic_load_explicit(&hak_registry_map[chunk], memory_order_relaxed)))
+        return false;
+    *ss = (struct hak_superslab *)(chunk << HAK_SS_SHIFT);
+    return true;
 }
 
 /* Slab covering p, or NULL when p lies in the header's unit or a free unit
@@ -555,6 +596,25 @@ static inline void *hak_cache_pop(int size_class)
     return p;
 }
 
+void *hak_tiny_refill(size_t size, struct hak_heap *heap);
+
+/* hak_cache_pop for a tiny size (<= HAK_TINY_MAX), its cache found through
+ * the heap's own size table: no class computation on the fast path. The
+ * empty heap's table sends every size to class 0's empty cache, so the refill
+ * takes the size, not the class. */
+static inline void *hak_tiny_pop(size_t size)
+{
+    struct hak_heap *heap = hak_tl_heap;
+    struct hak_tcache *tc = (struct hak_tcache *)((char *)heap + heap->tiny_cache[size]);
+    void **top = tc->top;
+    if (HAK_UNLIKELY(top == tc->base))
+        return hak_tiny_refill(size, heap);
+    void *p = *--top;
+    tc->top = top;
+    hak_unpoison(p, hak_class_size[tc - heap->tc]);
+    return p;
+}
+
 static inline void hak_cache_push(struct hak_heap *heap, struct hak_tcache *tc, void *base)
 {
     void **top = tc->top;
@@ -570,17 +630,20 @@ static inline void hak_cache_push(struct hak_heap *heap, struct hak_tcache *tc, 
     hak_tcache_push_full(base, heap, (int)(tc - heap->tc));
 }
 
+void hak_free_slow(void *ptr);
+
 /* Frees a plain block of a slab the calling thread owns, from the unit key
  * alone: one comparison with the heap's free_key rejects everything else
  * (free units and the header's unit have key 0; foreign and large pointers
  * are stopped by the registry; remote, aligned-interior and every free of a
- * debug build): hak_free's slow path. */
+ * debug build): hak_free_slow. */
 static inline bool hak_free_fast(void *ptr)
 {
     uintptr_t a = (uintptr_t)ptr;
-    if (HAK_DEBUG || HAK_UNLIKELY(!hak_registered(a)))
+    struct hak_superslab *ss;
+    if (HAK_DEBUG || !hak_superslab_fast(a, &ss))
         return false;
-    uint32_t key = atomic_load_explicit(hak_unit_key(a), memory_order_relaxed);
+    uint32_t key = atomic_load_explicit(hak_unit_key(ss, a), memory_order_relaxed);
     struct hak_heap *heap = hak_tl_heap;
     /* key's bits 12-31 equal free_key's (whose bits 0-15 are 0) exactly when
      * the xor is at most HAK_KEY_CACHE, and then it is the cache offset: the

@@ -13,18 +13,22 @@
 const bool hak_purge_by_default = true;
 
 /* Tiny requests and owner frees run the fast paths inline; the rest go to
- * hak_malloc / hak_free. */
-HAK_API void *malloc(size_t size)
+ * hak_malloc / hak_free_slow. Each starts on a 64-byte line: malloc's fast
+ * path (60 bytes) then fits in one line and free's (113) in two, where a
+ * 16-byte start could split them over one more line, which the front end
+ * pays on every call (placed 48 bytes into a line, the same code ran batch16
+ * 12% and fixed256 15% slower per CPU second; instruction counts equal). */
+HAK_API __attribute__((aligned(64))) void *malloc(size_t size)
 {
     if (HAK_LIKELY(size <= HAK_TINY_MAX))
-        return hak_cache_pop(hak_class_of(size));
+        return hak_tiny_pop(size);
     return hak_malloc(size);
 }
 
-HAK_API void free(void *ptr)
+HAK_API __attribute__((aligned(64))) void free(void *ptr)
 {
     if (!hak_free_fast(ptr))
-        hak_free(ptr);
+        hak_free_slow(ptr);
 }
 
 HAK_API void cfree(void *ptr) { free(ptr); }
