@@ -179,13 +179,21 @@ def _cache_fill_program(size: int, remote: bool) -> Program:
 
 def _reclaim_program(size: int) -> Program:
     """Every slot allocated with one size on thread 0, which exits (its slabs abandoned with
-    their blocks live); thread 1 frees them all into the abandoned slabs and collects (the
-    heap walk after a collect checks that they were reclaimed and everything given back),
-    then both threads allocate and free again (adoption, fresh slabs) and collect."""
+    their blocks live); thread 1 frees half of them into the abandoned slabs and collects
+    (the heap walk after a collect checks that the emptied slabs were reclaimed, the others
+    kept on their list, and everything that can be given back given back), then the rest;
+    then thread 1 allocates every slot and frees half of them itself (its cache holds them),
+    thread 0 frees a quarter and thread 1 collects (its own cache must come back) before
+    the end verifies the quarter still live, after the purge gave back the free units
+    around them."""
+    half, rest = range(0, SLOTS, 2), range(1, SLOTS, 2)
     return Program(2, (*(Op("malloc", 0, s, size) for s in range(SLOTS)), Op("thread_exit", 0),
-                       *(Op("free", 1, s) for s in range(SLOTS)), Op("collect", 1),
+                       *(Op("free", 1, s) for s in half), Op("collect", 1),
+                       *(Op("free", 1, s) for s in rest), Op("collect", 1),
                        *(Op("malloc", 1, s, size) for s in range(SLOTS)),
-                       *(Op("free", 0, s) for s in range(SLOTS)), Op("collect", 0)))
+                       *(Op("free", 1, s) for s in rest),
+                       *(Op("free", 0, s) for s in range(0, SLOTS, 4)), Op("flush", 0),
+                       Op("collect", 1)))
 
 
 def _stress_programs(seed: int) -> list[tuple[str, Program]]:

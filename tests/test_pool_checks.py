@@ -4,7 +4,8 @@ beside the test, as harness.mutants builds its mutants) and to stay quiet on the
 
 These rules close blind spots the mutation score found: nothing checked what the allocator
 keeps mapped, so mutants that cached an empty superslab forever, kept a purged unit
-dirty, skipped the reclaim of abandoned slabs or the purge of the large cache, or left a
+dirty, skipped the reclaim of abandoned slabs, the caller's flush or the purge of the
+large cache, or left a
 full superslab ahead of ones with room (every later search stops there and maps a fresh
 superslab) all survived."""
 
@@ -44,6 +45,8 @@ BREAKS = {
                    "            break;",
                    "        if (atomic_load_explicit(&abandoned_count, memory_order_relaxed))\n"
                    "            break;"),
+    # a collect leaves the caller's caches as they are (heap-2070 and its kin: survivors)
+    "no_flush": ("purge.c", "        hak_heap_flush_all(heap);\n", ""),
     # the purge leaves the large cache alone
     "large_kept": ("large.c", "bool hak_large_purge(uint64_t now, uint64_t delay)\n{",
                    "bool hak_large_purge(uint64_t now, uint64_t delay)\n{\n    return false;"),
@@ -67,6 +70,9 @@ PROGRAMS: dict[str, tuple[Program, str]] = {
                                Op("thread_exit", 0), *(Op("free", 1, s) for s in range(16)),
                                Op("collect", 1))),
                    "after a collect: abandoned slab"),
+    "no_flush": (Program(1, (*(Op("malloc", 0, s, 100) for s in range(8)),
+                             *(Op("free", 0, s) for s in range(8)), Op("collect", 0))),
+                 "the collecting thread's cache of class"),
     "large_kept": (Program(1, (Op("malloc", 0, 0, 300000), Op("free", 0, 0), Op("collect", 0))),
                    "after a collect: 1 freed large mapping(s) still cached"),
 }

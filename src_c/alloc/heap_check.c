@@ -389,6 +389,15 @@ HAK_API int hak_heap_check_collected(struct hak_heap_report *report)
     hak_pool_unlock();
     hak_abandoned_unlock();
     hak_heaps_unlock();
+    /* hak_collect flushed the caller's caches first */
+    const struct hak_heap *self = hak_tl_heap;
+    for (int c = 0; c < HAK_CLASSES; c++)
+        if (self->tc[c].top != self->tc[c].base) {
+            fail(w, (uintptr_t)self->tc[c].base, "after a collect: the collecting thread's "
+                 "cache of class %d still holds %td block(s)", c,
+                 self->tc[c].top - self->tc[c].base);
+            break;
+        }
     uint64_t live, bytes, cached;
     hak_large_stats(&live, &bytes, &cached);
     if (cached)

@@ -106,9 +106,10 @@ struct hak_heap_report {
 int hak_heap_check(struct hak_heap_report *report);
 
 /* hak_heap_check, and what hak_collect() promises, called right after it at a
- * quiescent point: no superslab cached or holding pages of free units, no large
- * mapping cached, and every slab in use (owned or abandoned) drained of its
- * remote frees and holding a block. Returns report->ok. */
+ * quiescent point on the thread that collected: its caches empty, no superslab
+ * cached or holding pages of free units, no large mapping cached, and every
+ * slab in use (owned or abandoned) drained of its remote frees and holding a
+ * block. Returns report->ok. */
 int hak_heap_check_collected(struct hak_heap_report *report);
 
 /* Flushes the calling thread's caches to their slabs, drains remote frees
