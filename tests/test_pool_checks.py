@@ -47,6 +47,9 @@ BREAKS = {
                    "            break;"),
     # a collect leaves the caller's caches as they are (heap-2070 and its kin: survivors)
     "no_flush": ("purge.c", "        hak_heap_flush_all(heap);\n", ""),
+    # one tiny size sent to the next class's cache (the drop-in's malloc table)
+    "size_table": ("heap.c", "(uint16_t)(hak_class_of(size) *",
+                   "(uint16_t)((hak_class_of(size) + (size == 100)) *"),
     # the purge leaves the large cache alone
     "large_kept": ("large.c", "bool hak_large_purge(uint64_t now, uint64_t delay)\n{",
                    "bool hak_large_purge(uint64_t now, uint64_t delay)\n{\n    return false;"),
@@ -73,6 +76,8 @@ PROGRAMS: dict[str, tuple[Program, str]] = {
     "no_flush": (Program(1, (*(Op("malloc", 0, s, 100) for s in range(8)),
                              *(Op("free", 0, s) for s in range(8)), Op("collect", 0))),
                  "the collecting thread's cache of class"),
+    "size_table": (Program(1, (Op("malloc", 0, 0, 100), Op("barrier"))),
+                   "size table sends 100 B to cache offset"),
     "large_kept": (Program(1, (Op("malloc", 0, 0, 300000), Op("free", 0, 0), Op("collect", 0))),
                    "after a collect: 1 freed large mapping(s) still cached"),
 }
