@@ -125,6 +125,9 @@ def _verdict(v: Any) -> Verdict:
         ops_skipped=v.ops_skipped,
         sched_steps=v.sched_steps,
         sched_trace=v.sched_trace,
+        peak_mapped=v.peak_mapped,
+        collect_mapped=v.collect_mapped,
+        os_maps=v.os_maps,
     )
 
 

@@ -67,6 +67,7 @@ from harness.regressions import REGRESSIONS, Regression, git_revision, is_regres
 from harness.report import CampaignSummary
 from harness.toolchain import compiler_name, resolve_compiler
 from harness.triage import run_signature, signature
+from harness.verdict import Verdict
 from harness.variants import load_variant
 
 ALLOC = PROJECT_ROOT / "src_c" / "alloc"
@@ -170,11 +171,12 @@ CACHE_FILL_SIZES = (65536, 16384, 1024)
 def _cache_fill_program(size: int, remote: bool) -> Program:
     """Every slot allocated with one size on thread 0 and freed (by thread 1 when
     ``remote``), twice: the thread cache overflows and is flushed (or the slab's remote
-    list fills and is drained), and the counters are checked at each barrier."""
+    list fills and is drained), and the counters are checked at each barrier; then a
+    collect, which must give back what the rounds left."""
     freer = 1 if remote else 0
     rounds = [Op("malloc", 0, s, size) for s in range(SLOTS)] + [Op("barrier")] + [
         Op("free", freer, s) for s in range(SLOTS)] + [Op("barrier")]
-    return Program(2 if remote else 1, tuple(rounds * 2 + [Op("flush", 0)]))
+    return Program(2 if remote else 1, tuple(rounds * 2 + [Op("flush", 0), Op("collect", 0)]))
 
 
 def _reclaim_program(size: int) -> Program:
@@ -209,10 +211,53 @@ def _stress_programs(seed: int) -> list[tuple[str, Program]]:
               for k in range(STRESS_PROGRAMS))]
 
 
-def fast_tests(b: Build, seed: int) -> tuple[str, str] | None:
+@dataclasses.dataclass(frozen=True)
+class Footprint:
+    """What a lockstep run of a program cost the allocator in memory and syscalls (the
+    verdict's white-box figures; a lockstep run is deterministic, so the clean build's
+    figures are the reference a mutant is held to)."""
+
+    peak_mapped: int  #: the most bytes mapped at a check point
+    collect_mapped: int  #: bytes kept mapped after each collect op, summed
+    os_maps: int  #: mmap calls
+
+    @classmethod
+    def of(cls, v: Verdict) -> Footprint:
+        return cls(v.peak_mapped, v.collect_mapped, v.os_maps)
+
+    def worse(self, ref: Footprint) -> str:
+        """The check a footprint above ``ref`` fails (``footprint:...``), or ""."""
+        for name, mine, theirs in (("kept", self.collect_mapped, ref.collect_mapped),
+                                   ("mapped", self.peak_mapped, ref.peak_mapped),
+                                   ("maps", self.os_maps, ref.os_maps)):
+            if mine > theirs:
+                return f"footprint:{name}"
+        return ""
+
+
+def footprints(b: Build, seed: int) -> dict[str, Footprint]:
+    """Each stress program's footprint on ``b`` (the clean build: the reference); raises if
+    one fails there, since every mutant would then look killed."""
+    out = {}
+    for label, program in _stress_programs(seed):
+        o = replay(program, b, "lockstep", 1, REPLAY_TIMEOUT)
+        if not o.passed or o.verdict is None:
+            raise UsageError(f"the fast tests fail on the clean {b.variant} build ({label}: "
+                             f"{o.name}): fix that before measuring mutants")
+        out[label] = Footprint.of(o.verdict)
+    return out
+
+
+def fast_tests(b: Build, seed: int,
+               reference: dict[str, Footprint] | None = None) -> tuple[str, str] | None:
     """(signature, which test) of the first fast test failing on ``b``, or None: every
     reproducer of regressions/ made for this variant and a hakmem target (replayed as on
-    the clean build, where it passes), then the stress programs."""
+    the clean build, where it passes), then the stress programs, each of which must also
+    cost no more memory, kept memory or mmap calls than on the clean build (``reference``:
+    :func:`footprints` of the clean build; computed when not given). A mutant that maps
+    more is a footprint regression the allocator's correctness checks cannot see."""
+    if reference is None:
+        reference = footprints(build(BUILD), seed)
     for path in sorted(REGRESSIONS.glob("*.json")):
         if not is_regression_file(path):
             continue
@@ -227,6 +272,9 @@ def fast_tests(b: Build, seed: int) -> tuple[str, str] | None:
         out = replay(program, b, "lockstep", 1, REPLAY_TIMEOUT)
         if not out.passed:
             return signature(out), label
+        worse = Footprint.of(out.verdict).worse(reference[label]) if out.verdict else ""
+        if worse:
+            return worse, label
     return None
 
 
@@ -292,8 +340,10 @@ def compile_alone(tree: Path, file: str) -> tuple[str, bool]:
     return "", mutant.read_bytes() == clean.read_bytes()
 
 
-def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: float) -> Result:
-    """Builds, tests and classifies one mutant; its scratch tree is removed afterwards."""
+def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: float,
+               reference: dict[str, Footprint] | None = None) -> Result:
+    """Builds, tests and classifies one mutant (``reference``: the clean build's
+    :func:`footprints`, computed when not given); its scratch tree is removed afterwards."""
     t0 = time.monotonic()
     tree = SCRATCH / f"mutant-{m.id}"
     shutil.rmtree(tree, ignore_errors=True)
@@ -317,7 +367,7 @@ def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: fl
                 r.status, r.check, r.by, r.detail = "killed_fast", "build-verify", "build", \
                     first[0][:300]
             return r
-        killed = fast_tests(b, seed)
+        killed = fast_tests(b, seed, reference)
         if killed is not None:
             r.check, r.by = killed
             r.status = "timeout" if r.check.startswith("timeout") else "killed_fast"
@@ -484,12 +534,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_clean(seed: int) -> None:
-    """The fast tests must pass on the clean build, or every mutant would look killed."""
-    failed = fast_tests(build(BUILD), seed)
+def _check_clean(seed: int) -> dict[str, Footprint]:
+    """The fast tests must pass on the clean build, or every mutant would look killed; its
+    footprints are the reference."""
+    clean = build(BUILD)
+    reference = footprints(clean, seed)
+    failed = fast_tests(clean, seed, reference)
     if failed is not None:
         raise UsageError(f"the fast tests fail on the clean {BUILD} build ({failed[1]}: "
                          f"{failed[0]}): fix that before measuring mutants")
+    return reference
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -512,10 +566,10 @@ def _main(args: argparse.Namespace) -> int:
     progress.show(len(chosen) - len(todo))
     progress.say(f"{len(everything)} mutants of {', '.join(files)}; {len(chosen)} sampled, "
                  f"{len(chosen) - len(todo)} already done")
-    _check_clean(args.seed)
+    reference = _check_clean(args.seed)
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_mutant, m, out, args.budget, args.seed, args.minimize_time)
-                   for m in todo]
+        futures = [pool.submit(run_mutant, m, out, args.budget, args.seed, args.minimize_time,
+                               reference) for m in todo]
         for f in concurrent.futures.as_completed(futures):
             r = f.result()
             state.add(r)

@@ -42,6 +42,11 @@ class Verdict:
     #: (thread, kind); 0 when the run was not scheduled
     sched_steps: int = 0
     sched_trace: int = 0
+    #: the allocator's footprint (white-box runs): the most bytes mapped at a check point,
+    #: the sum of bytes kept mapped after each collect op, and mmap calls made
+    peak_mapped: int = 0
+    collect_mapped: int = 0
+    os_maps: int = 0
 
     @property
     def passed(self) -> bool:

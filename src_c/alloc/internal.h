@@ -436,6 +436,7 @@ void *hak_os_map(size_t size);
 void *hak_os_map_aligned(size_t size, size_t align);
 void hak_os_unmap(void *p, size_t size);
 void *hak_os_remap(void *p, size_t old_size, size_t new_size);
+void hak_os_stats(uint64_t *mapped, uint64_t *maps);
 
 /* ---- locks.c: the locks, taken in this order: heaps, one heap's lock (all of
  * them, in heap-list order, only in fork_prepare), abandoned, pool, large. A

@@ -120,6 +120,7 @@ HAK_API void hak_counters_snapshot(struct hak_counters *out)
     hak_heaps_unlock();
     out->abandoned_slabs = hak_abandoned_count();
     hak_large_stats(&out->large_live, &out->large_bytes, &out->large_cached);
+    hak_os_stats(&out->os_mapped, &out->os_maps);
     for (int c = 0; c < HAK_CLASSES; c++) {
         struct hak_class_counters *k = &out->cls[c];
         k->live = k->used - k->remote_pending - k->thread_cached;

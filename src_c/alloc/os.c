@@ -11,10 +11,19 @@
 
 #include "internal.h"
 
+/* The footprint as the kernel sees it (hak_counters.os_mapped, .os_maps): bytes mapped
+ * and not yet returned, and mmap calls made. Updated beside each syscall, so a relaxed
+ * add costs nothing next to it; they never feed a decision, only introspection. */
+static _Atomic uint64_t os_mapped, os_maps;
+
 void *hak_os_map(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    atomic_fetch_add_explicit(&os_mapped, size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&os_maps, 1, memory_order_relaxed);
+    return p;
 }
 
 /* Over-maps by `align` and trims both ends, so the result is aligned and the
@@ -39,6 +48,7 @@ void hak_os_unmap(void *p, size_t size)
 {
     hak_unpoison(p, size);
     munmap(p, size);
+    atomic_fetch_sub_explicit(&os_mapped, size, memory_order_relaxed);
 }
 
 /* mremap(MREMAP_MAYMOVE); NULL on failure, with the old mapping intact. */
@@ -46,5 +56,14 @@ void *hak_os_remap(void *p, size_t old_size, size_t new_size)
 {
     hak_unpoison(p, old_size);
     void *moved = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
-    return moved == MAP_FAILED ? NULL : moved;
+    if (moved == MAP_FAILED)
+        return NULL;
+    atomic_fetch_add_explicit(&os_mapped, new_size - old_size, memory_order_relaxed);
+    return moved;
+}
+
+void hak_os_stats(uint64_t *mapped, uint64_t *maps)
+{
+    *mapped = atomic_load_explicit(&os_mapped, memory_order_relaxed);
+    *maps = atomic_load_explicit(&os_maps, memory_order_relaxed);
 }

@@ -159,6 +159,13 @@ struct hakx_verdict {
     uint64_t ops_skipped;  /* ops skipped (empty/occupied slot, ...) */
     uint64_t sched_steps;  /* scheduled run: synchronisation points passed (0: not scheduled) */
     uint64_t sched_trace;  /* scheduled run: hash of the sequence of points (thread, kind) */
+    /* the allocator's footprint (white-box runs; 0 otherwise): the most bytes it had mapped
+     * at a check point, the sum of what it kept mapped after each collect op, and its mmap
+     * calls during the run(s). A lockstep run is deterministic, so two builds of one
+     * allocator can be compared on them. */
+    uint64_t peak_mapped;
+    uint64_t collect_mapped;
+    uint64_t os_maps;
     char message[512];
 };
 

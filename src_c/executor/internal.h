@@ -128,6 +128,7 @@ struct hx_run {
     bool use_lock;
     int64_t counts[HAKX_MAX_THREADS + 1][HX_COUNT_SLOTS];
     struct hak_counters baseline;
+    uint64_t maps_before;       /* os_maps when the first repeat started */
     _Atomic int failed;
     struct hakx_verdict *verdict;
     _Atomic uint64_t executed;

@@ -104,6 +104,8 @@ HAKX_API int hakx_run(const uint8_t *data, size_t len, struct hakx_options *opt,
         if (r->whitebox) {
             hak_flush_thread();
             hak_counters_snapshot(&r->baseline);
+            if (done == 0)
+                r->maps_before = r->baseline.os_maps;
         }
         if (opt->mode == HAKX_MODE_CONCURRENT)
             hx_run_concurrent(r);

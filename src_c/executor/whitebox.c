@@ -86,10 +86,19 @@ bool hx_wb_on_release(struct hx_run *r, int64_t op, int thread, int slot,
     return true;
 }
 
+/* Footprint figures of the verdict, at a check point (counters snapshot `c`). */
+static void footprint(struct hx_run *r, const struct hak_counters *c)
+{
+    if (c->os_mapped > r->verdict->peak_mapped)
+        r->verdict->peak_mapped = c->os_mapped;
+    r->verdict->os_maps = c->os_maps - r->maps_before;
+}
+
 bool hx_wb_quiescent(struct hx_run *r, int64_t op, const char *where)
 {
     struct hak_counters c;
     hak_counters_snapshot(&c);
+    footprint(r, &c);
     int64_t mine[HX_COUNT_SLOTS] = {0};
     for (int t = 0; t <= HAKX_MAX_THREADS; t++)
         for (int k = 0; k < HX_COUNT_SLOTS; k++)
@@ -132,6 +141,10 @@ bool hx_wb_quiescent(struct hx_run *r, int64_t op, const char *where)
 
 bool hx_wb_collected(struct hx_run *r, int64_t op)
 {
+    struct hak_counters c;
+    hak_counters_snapshot(&c);
+    footprint(r, &c);
+    r->verdict->collect_mapped += c.os_mapped;
     struct hak_heap_report rep;
     rep.message[0] = 0;
     if (!hak_heap_check_collected(&rep))
@@ -145,6 +158,7 @@ bool hx_wb_leak(struct hx_run *r)
     hak_flush_thread();
     struct hak_counters c;
     hak_counters_snapshot(&c);
+    footprint(r, &c);
     if (c.live_total != r->baseline.live_total) {
         int worst = -1;
         for (int k = 0; k < HAK_NUM_CLASSES && worst < 0; k++)
@@ -155,6 +169,12 @@ bool hx_wb_leak(struct hx_run *r)
                        " block(s) still live (first class with a surplus: %d; large: %" PRIu64 ")",
                        c.live_total - r->baseline.live_total, worst, c.large_live);
     }
+    /* every program thread has exited or retired its heap by now (the pool's threads
+     * outlive the run, their heaps must not) */
+    if (c.heaps != r->baseline.heaps)
+        return hx_fail(r, "leak", -1, -1, -1, NULL, r->baseline.heaps, c.heaps,
+                       "after every thread exited or retired, %" PRIu64 " heap(s) alive; "
+                       "%" PRIu64 " before the run", c.heaps, r->baseline.heaps);
     struct hak_heap_report rep;
     rep.message[0] = 0;
     if (!hak_heap_check(&rep))

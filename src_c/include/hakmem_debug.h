@@ -87,6 +87,8 @@ struct hak_counters {
     uint64_t heaps;            /* thread heaps alive */
     uint64_t abandoned_slabs;  /* slabs of exited threads not yet adopted */
     uint64_t live_total;       /* sum of cls[].live + large_live */
+    uint64_t os_mapped;        /* bytes mapped from the kernel and not returned */
+    uint64_t os_maps;          /* mmap calls made since the library loaded */
 };
 
 /* Snapshot of every counter. Exact at quiescent points (no thread inside the
