@@ -204,6 +204,9 @@ LOOP = ("@@ -613,3 +613,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
         "-        for (int list = 0; list < 2; list++)\n"
         "+        for (int list = 0; list != 2; list++)\n")
 
+LINKS = ("@@ -30,3 +30,3 @@\n     atomic_store_explicit(&slab->remote, 0, memory_order_relaxed);\n"
+         "-    slab->next = slab->prev = NULL;\n+    /*slab->next = slab->prev = NULL;*/\n")
+
 
 @pytest.mark.parametrize("diff, equivalent", [
     (STRENGTHENED, True),
@@ -216,6 +219,9 @@ LOOP = ("@@ -613,3 +613,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
     (DRAIN, True),
     (DRAIN.replace("if (!head)", "if (!tail)"), False),  # another return 0
     (SERIAL, True),
+    (LINKS, True),
+    (LINKS.replace("slab->remote, 0", "slab->owner, NULL"), False),  # another place
+    (LINKS.replace("+    /*slab->next = slab->prev = NULL;*/", "+    slab->next = NULL;"), False),
     (SERIAL.replace("--heap_serial", "heap_serial"), False),  # serials repeat
     (STRENGTHENED.replace("_seq_cst", "_acquire"), False),  # not always valid, not stronger
     (STRENGTHENED.replace("1, memory_order_seq", "2, memory_order_seq"), False),  # more changed
