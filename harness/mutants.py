@@ -16,7 +16,9 @@ ones: :func:`harness.build.build`'s ``source=``), and classified:
   overflow a thread cache with one size class (freed locally and remotely), programs whose
   blocks outlive their thread and are freed into its abandoned slabs before a collect (the
   reclaim and purge paths, checked by the heap walk after the collect), and random programs
-  (lockstep, 1-4 threads, every check on);
+  (lockstep, 1-4 threads, every check on); each of them must also cost no more memory, kept
+  memory after a collect, or mmap calls than on the clean build (``footprint:...``: the
+  placement and caching policy no correctness check sees);
 * ``killed_campaign``: ``python -m harness.fuzz --build asan --source ... --stop-on-find``
   found a reproducing crash within ``--budget`` seconds (the check that fired and the
   minimized reproducer are kept);
