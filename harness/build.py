@@ -378,6 +378,22 @@ def build(
 # --------------------------------------------------------------------------- CLI
 
 
+def compile_program(build: Build, source: Path, exe: Path, *extra: str,
+                    link: bool = True) -> Path:
+    """Compiles the C program ``source`` into ``exe`` with ``build``'s compiler and flags
+    (and ``extra`` ones), linked to ``build.lib`` when ``link`` (programs that load the
+    allocator themselves are not); raises BuildError with the compiler's message."""
+    cmd = [str(build.compiler), "-std=c11", "-D_GNU_SOURCE", "-pthread", *build.spec.cflags,
+           f"-I{PROJECT_ROOT / 'src_c' / 'include'}", *extra, str(source)]
+    if link:
+        cmd += [str(build.lib), f"-Wl,-rpath,{build.dir}"]
+    cmd += [*build.spec.ldflags, "-ldl", "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BuildError(f"compiling {source.name} against {build.name} failed:\n{proc.stderr}")
+    return exe
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness.build",

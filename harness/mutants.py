@@ -51,6 +51,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -67,6 +68,9 @@ from harness.libfuzzer import CAMPAIGNS
 from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
+from harness.rss import SCENARIOS as RSS_SCENARIOS
+from harness.rss import BOUND_KIB as RSS_BOUND_KIB
+from harness.rss import compile_rss, run_rss
 from harness.toolchain import compiler_name, resolve_compiler
 from harness.triage import run_signature, signature
 from harness.verdict import Verdict
@@ -83,6 +87,9 @@ STRESS_OPS = 400
 REPLAY_TIMEOUT = 30.0
 STATE = "state.json"
 EQUIVALENT = PROJECT_ROOT / "fuzz" / "equivalent_mutants.toml"
+#: the purge thread's delay in the purge scenarios: short, so a scenario gives its memory
+#: back in a few tenths of a second (the program polls up to 30 s)
+PURGE_DECAY_MS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +284,26 @@ def fast_tests(b: Build, seed: int,
         worse = Footprint.of(out.verdict).worse(reference[label]) if out.verdict else ""
         if worse:
             return worse, label
+    return _purge_scenarios(b)
+
+
+def _purge_scenarios(b: Build) -> tuple[str, str] | None:
+    """The memory-return scenarios (harness.rss) with the background purge thread on, which
+    no program run starts: each must give its memory back by itself and at a collect."""
+    with tempfile.TemporaryDirectory(prefix="hakmem-rss-") as d:
+        exe = compile_rss(b, Path(d))
+        for scenario in RSS_SCENARIOS:
+            for mode in ("wait", "collect"):
+                label = f"purge scenario {scenario} ({mode})"
+                try:
+                    got = run_rss(exe, scenario, mode, b, PURGE_DECAY_MS, REPLAY_TIMEOUT + 30)
+                except subprocess.TimeoutExpired:
+                    return "timeout", label
+                if not got.gave_back:
+                    why = ("crash" if got.baseline_kib is None else "live" if got.live
+                           else "rss" if got.after_kib > got.baseline_kib + RSS_BOUND_KIB
+                           else "crash")
+                    return f"purge:{why}", label
     return None
 
 

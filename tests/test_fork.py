@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness.build import Build
-from tests.fixtures.cprog import compile_against
+from harness.build import compile_program
 
 SOURCE = Path(__file__).resolve().parent / "fork" / "fork_stress.c"
 AT_INIT = Path(__file__).resolve().parent / "fork" / "fork_at_init.c"
@@ -33,7 +33,7 @@ LINE = re.compile(r"fork_stress: forks=(\d+) ok=(\d+) check=(\d+) corrupt=(\d+) 
 
 def compile_fork_stress(build: Build, out: Path, api: bool = True) -> Path:
     exe = out / f"fork-stress-{build.name}{'' if api else '-libc'}"
-    return compile_against(build, SOURCE, exe, *(["-DFORK_HAK_API"] if api else []), link=api)
+    return compile_program(build, SOURCE, exe, *(["-DFORK_HAK_API"] if api else []), link=api)
 
 
 def run_fork_stress(exe: Path, build: Build, forks: int, scenario: str, seed: int,
@@ -97,7 +97,7 @@ def test_fork_while_another_thread_initialises(built: Callable[..., Build], tmp_
     its heap and fork a grandchild that does the same. The lock-based initialisation that
     preceded pthread_once left the child hung on a lock of a thread it does not have."""
     build = built(variant)
-    exe = compile_against(build, AT_INIT, tmp_path / f"fork-at-init-{variant}", "-rdynamic")
+    exe = compile_program(build, AT_INIT, tmp_path / f"fork-at-init-{variant}", "-rdynamic")
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"} | build.runtime.options
     proc = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, f"{variant}: {proc.stdout}{proc.stderr[-3000:]}"

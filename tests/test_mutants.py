@@ -79,6 +79,13 @@ CLOSED = {
     # an emptied superslab is never cached: the next refill maps a fresh one
     "footprint-maps": ("superslab.c", "        if (cached_count < HAK_SS_CACHE_MAX) {",
                        "HAK_SS_CACHE_MAX", "0", "cache-fill program", "footprint:maps"),
+    # the purge thread does not re-arm after a pass that left work (the wake-up survivors'
+    # class): it parks with memory still to give back; no program runs the purge thread,
+    # the purge scenarios do
+    "purge-rearm": ("purge.c", "        if (purge_pass(delay, false))\n            atomic_store_"
+                    "explicit(&pending, true, memory_order_relaxed);\n        pthread_mutex_lock("
+                    "&purge_mutex);\n    }", "if (purge_pass", "if (!purge_pass",
+                    "purge scenario", "purge:rss"),
     # hak_retire_thread does nothing (as survivors heap-2361 and heap-2371 did): the pool's
     # threads keep their heaps across runs, and the end of every run now counts heaps
     "retire-nothing": ("heap.c", "    if (hak_tl_heap == &hak_heap_empty)\n        return;\n"
@@ -132,6 +139,7 @@ def test_campaign_kill_keeps_check_and_reproducer(tmp_path, monkeypatch):
     monkeypatch.setattr(hm, "REGRESSIONS", tmp_path / "none")
     monkeypatch.setattr(hm, "STRESS_PROGRAMS", 0)
     monkeypatch.setattr(hm, "CACHE_FILL_SIZES", ())
+    monkeypatch.setattr(hm, "RSS_SCENARIOS", ())
     m = _mutant(tmp_path, "campaign", *MUTATIONS["killed_fast"], 90010)
     r = hm.run_mutant(m, tmp_path / "out", budget=30, seed=1, minimize_time=20)
     assert r.status == "killed_campaign", r

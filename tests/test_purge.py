@@ -12,7 +12,6 @@ pending remotely) must lose blocks; the clean build must not.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -20,41 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import Build
+from harness.build import Build, compile_program
 from harness.checks import replay
 from harness.program import Op, Program
-from tests.fixtures.cprog import compile_against
+from harness.rss import SCENARIOS, compile_rss, run_rss
 
 HERE = Path(__file__).resolve().parent
-RSS = re.compile(r"rss: scenario=\S+ mode=\S+ baseline_kib=(\d+) peak_kib=(\d+) "
-                 r"after_kib=(\d+) waited_ms=(\d+) live=(\d+)")
-
-
-def compile_c(build: Build, source: Path, out: Path) -> Path:
-    return compile_against(build, source, out / f"{source.stem}-{build.name}")
-
-
-def run(exe: Path, *args: str) -> tuple[subprocess.CompletedProcess, tuple[int, ...] | None]:
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env["HAKMEM_DECAY_MS"] = "500"  # the hak_ API library purges on request only by default
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120)
-    m = RSS.search(proc.stdout)
-    return proc, tuple(map(int, m.groups())) if m else None
 
 
 @pytest.mark.parametrize("mode", ["wait", "collect"])
-@pytest.mark.parametrize("scenario", ["large", "exited", "idle", "mixed"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_rss_comes_back(built: Callable[..., Build], tmp_path: Path, scenario: str,
                         mode: str) -> None:
     build = built("release")
-    exe = compile_c(build, HERE / "purge" / "rss.c", tmp_path)
-    proc, got = run(exe, scenario, mode)
-    assert got, proc.stdout + proc.stderr
-    baseline, peak, after, _, live = got
-    assert peak > baseline + 50 * 1024, f"the scenario did not use memory: {proc.stdout}"
-    assert proc.returncode == 0 and after <= baseline + 8 * 1024 and live == 0, proc.stdout
-    print(proc.stdout.strip())
+    got = run_rss(compile_rss(build, tmp_path), scenario, mode, build)
+    assert got.baseline_kib is not None, got.output
+    assert got.peak_kib > got.baseline_kib + 50 * 1024, f"the scenario used no memory: {got.output}"
+    assert got.gave_back, got.output
+    print(got.proc.stdout.strip())
 
 
 @pytest.mark.parametrize("inject", [None, "early_purge"])
@@ -63,14 +45,12 @@ def test_early_purge_seeded_bug(built: Callable[..., Build], tmp_path: Path,
     """Blocks pending on an idle owner's remote lists all come back at hak_collect();
     the seeded bug returns their pages first and loses them."""
     build = built("release", inject)
-    exe = compile_c(build, HERE / "purge" / "rss.c", tmp_path)
-    proc, got = run(exe, "pending", "collect")
-    assert got, proc.stdout + proc.stderr
-    live = got[4]
+    got = run_rss(compile_rss(build, tmp_path), "pending", "collect", build)
+    assert got.baseline_kib is not None, got.output
     if inject:
-        assert live > 0, f"early_purge lost no block: {proc.stdout}"
+        assert got.live > 0, f"early_purge lost no block: {got.output}"
     else:
-        assert proc.returncode == 0 and live == 0, proc.stdout
+        assert got.proc.returncode == 0 and got.live == 0, got.output
 
 
 #: The owner flushes its cache (so its slab's used blocks are exactly the program's), another
@@ -108,7 +88,7 @@ def test_destructor_allocating_in_the_last_round_leaks_no_heap(
     hakmem keeps the main thread's heap and its shared exit heap, nothing more (it kept
     51 heaps before issue 13)."""
     build = built("release")
-    exe = compile_c(build, HERE / "exit" / "dtor_alloc.c", tmp_path)
+    exe = compile_program(build, HERE / "exit" / "dtor_alloc.c", tmp_path / "dtor_alloc")
     proc = subprocess.run([str(exe), "50"], capture_output=True, text=True, timeout=60)
     m = re.search(r"threads=50 heaps=(\d+) live=(\d+) heap_check=(.*)", proc.stdout)
     assert proc.returncode == 0 and m, proc.stdout + proc.stderr

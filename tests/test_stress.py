@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.build import Build
-from tests.fixtures.cprog import compile_against
+from harness.build import compile_program
 
 SOURCE = Path(__file__).resolve().parent / "stress" / "stress.c"
 #: (threads, ops per thread, rounds): sized to finish in seconds under each sanitizer.
@@ -25,7 +25,7 @@ SHAPE = {"release": (8, 40_000, 3), "debug": (4, 40_000, 3), "asan": (4, 40_000,
 
 
 def compile_stress(build: Build, out: Path) -> Path:
-    return compile_against(build, SOURCE, out / f"stress-{build.name}")
+    return compile_program(build, SOURCE, out / f"stress-{build.name}")
 
 
 @pytest.mark.parametrize("variant", sorted(SHAPE))
