@@ -68,9 +68,9 @@ from harness.libfuzzer import CAMPAIGNS
 from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
-from harness.rss import SCENARIOS as RSS_SCENARIOS
-from harness.rss import BOUND_KIB as RSS_BOUND_KIB
-from harness.rss import compile_rss, run_rss
+from harness.scenarios import BOUND_KIB as RSS_BOUND_KIB
+from harness.scenarios import DTOR_PROGRAM, RSS_PROGRAM, compile_scenario, run_dtor, run_rss
+from harness.scenarios import SCENARIOS as RSS_SCENARIOS
 from harness.toolchain import compiler_name, resolve_compiler
 from harness.triage import run_signature, signature
 from harness.verdict import Verdict
@@ -90,6 +90,7 @@ EQUIVALENT = PROJECT_ROOT / "fuzz" / "equivalent_mutants.toml"
 #: the purge thread's delay in the purge scenarios: short, so a scenario gives its memory
 #: back in a few tenths of a second (the program polls up to 30 s)
 PURGE_DECAY_MS = 100
+DTOR_THREADS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,19 +285,20 @@ def fast_tests(b: Build, seed: int,
         worse = Footprint.of(out.verdict).worse(reference[label]) if out.verdict else ""
         if worse:
             return worse, label
-    return _purge_scenarios(b)
+    return _scenarios(b)
 
 
-def _purge_scenarios(b: Build) -> tuple[str, str] | None:
-    """The memory-return scenarios (harness.rss) with the background purge thread on, which
-    no program run starts: each must give its memory back by itself and at a collect."""
-    with tempfile.TemporaryDirectory(prefix="hakmem-rss-") as d:
-        exe = compile_rss(b, Path(d))
+def _scenarios(b: Build) -> tuple[str, str] | None:
+    """The C scenarios of harness.scenarios, for what no program run reaches: memory given
+    back by the background purge thread (and at a collect), and allocation from a TLS
+    destructor after the thread's exit (no leaked heap)."""
+    with tempfile.TemporaryDirectory(prefix="hakmem-scenario-") as d:
+        rss, dtor = (compile_scenario(b, p, Path(d)) for p in (RSS_PROGRAM, DTOR_PROGRAM))
         for scenario in RSS_SCENARIOS:
             for mode in ("wait", "collect"):
                 label = f"purge scenario {scenario} ({mode})"
                 try:
-                    got = run_rss(exe, scenario, mode, b, PURGE_DECAY_MS, REPLAY_TIMEOUT + 30)
+                    got = run_rss(rss, scenario, mode, b, PURGE_DECAY_MS, REPLAY_TIMEOUT + 30)
                 except subprocess.TimeoutExpired:
                     return "timeout", label
                 if not got.gave_back:
@@ -304,6 +306,16 @@ def _purge_scenarios(b: Build) -> tuple[str, str] | None:
                            else "rss" if got.after_kib > got.baseline_kib + RSS_BOUND_KIB
                            else "crash")
                     return f"purge:{why}", label
+        label = f"exit scenario ({DTOR_THREADS} threads allocating in their TLS destructors)"
+        try:
+            ended = run_dtor(dtor, DTOR_THREADS, b, REPLAY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "timeout", label
+        if not ended.clean:
+            why = ("crash" if ended.heaps is None else "heap_check" if ended.heap_check != "ok"
+                   else "live" if ended.live else "heaps" if ended.proc.returncode == 0
+                   else "crash")
+            return f"exit:{why}", label
     return None
 
 
@@ -464,6 +476,11 @@ class State:
             self.results[r.id] = r
             self.save()
 
+    def forget(self, status: str) -> None:
+        """Drops the results of ``status``, so that those mutants run again."""
+        self.results = {k: r for k, r in self.results.items() if r.status != status}
+        self.save()
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -559,6 +576,9 @@ def _parser() -> argparse.ArgumentParser:
       help="minimization budget of a campaign's crash (default 60)")
     a("--out", default="", metavar="DIR", help="report folder (default campaigns/mutants/<time>)")
     a("--resume", action="store_true", help="continue the run whose state.json is in --out")
+    a("--rerun-survivors", action="store_true",
+      help="with --resume: test the run's survivors again (after the checks or programs "
+      "grew: a kill stays a kill, the fast tests only gain tests)")
     a("--no-progress", action="store_true", help="no live progress bar")
     return p
 
@@ -582,11 +602,15 @@ def _main(args: argparse.Namespace) -> int:
         p.name for p in ALLOC.glob("*.c"))
     if args.resume and not args.out:
         raise UsageError("--resume needs the --out of the run to continue")
+    if args.rerun_survivors and not args.resume:
+        raise UsageError("--rerun-survivors needs --resume (and the run's --out)")
     out = Path(args.out) if args.out else CAMPAIGNS / "mutants" / datetime.datetime.now(
         ).strftime("%Y%m%d-%H%M%S")
     params = {"files": files, "sample": args.sample, "seed": args.seed, "budget": args.budget,
               "minimize_time": args.minimize_time}
     state = State(out / STATE, params, args.resume)
+    if args.rerun_survivors:
+        state.forget("survived")
     everything = generate(files, SCRATCH / "mutants-gen")
     total = collections.Counter(m.file for m in everything)
     chosen = sample(everything, args.sample, args.seed)

@@ -86,6 +86,11 @@ CLOSED = {
                     "explicit(&pending, true, memory_order_relaxed);\n        pthread_mutex_lock("
                     "&purge_mutex);\n    }", "if (purge_pass", "if (!purge_pass",
                     "purge scenario", "purge:rss"),
+    # a thread allocating in its TLS destructor after its exit gets no exit heap (heap-1548,
+    # a survivor, and heap-2339 before it): malloc returns NULL there; only a C scenario
+    # has TLS destructors that allocate
+    "heap-1548": ("heap.c", "        if (HAK_UNLIKELY(tl_exited))\n            return exit_heap_"
+                  "take", "HAK_UNLIKELY(tl_exited)", "0==1", "exit scenario", "exit:crash"),
     # hak_retire_thread does nothing (as survivors heap-2361 and heap-2371 did): the pool's
     # threads keep their heaps across runs, and the end of every run now counts heaps
     "retire-nothing": ("heap.c", "    if (hak_tl_heap == &hak_heap_empty)\n        return;\n"
@@ -171,6 +176,9 @@ def test_state_resumes_and_refuses_other_parameters(tmp_path):
     assert again.results["remote-1"].status == "survived"
     with pytest.raises(UsageError, match="other parameters"):
         hm.State(tmp_path / "state.json", {**params, "seed": 2}, resume=True)
+    again.add(hm.Result("remote-2", "remote.c", "killed_fast", "counters", "x"))
+    again.forget("survived")  # --rerun-survivors: they run again, the kill stays
+    assert set(hm.State(tmp_path / "state.json", params, resume=True).results) == {"remote-2"}
 
 
 def test_scores_and_report():

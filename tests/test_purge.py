@@ -12,19 +12,17 @@ pending remotely) must lose blocks; the clean build must not.
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness.build import Build, compile_program
+from harness.build import Build
 from harness.checks import replay
 from harness.program import Op, Program
-from harness.rss import SCENARIOS, compile_rss, run_rss
+from harness.scenarios import (DTOR_PROGRAM, RSS_PROGRAM, SCENARIOS, compile_scenario,
+                               run_dtor, run_rss)
 
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize("mode", ["wait", "collect"])
@@ -32,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 def test_rss_comes_back(built: Callable[..., Build], tmp_path: Path, scenario: str,
                         mode: str) -> None:
     build = built("release")
-    got = run_rss(compile_rss(build, tmp_path), scenario, mode, build)
+    got = run_rss(compile_scenario(build, RSS_PROGRAM, tmp_path), scenario, mode, build)
     assert got.baseline_kib is not None, got.output
     assert got.peak_kib > got.baseline_kib + 50 * 1024, f"the scenario used no memory: {got.output}"
     assert got.gave_back, got.output
@@ -45,7 +43,7 @@ def test_early_purge_seeded_bug(built: Callable[..., Build], tmp_path: Path,
     """Blocks pending on an idle owner's remote lists all come back at hak_collect();
     the seeded bug returns their pages first and loses them."""
     build = built("release", inject)
-    got = run_rss(compile_rss(build, tmp_path), "pending", "collect", build)
+    got = run_rss(compile_scenario(build, RSS_PROGRAM, tmp_path), "pending", "collect", build)
     assert got.baseline_kib is not None, got.output
     if inject:
         assert got.live > 0, f"early_purge lost no block: {got.output}"
@@ -88,8 +86,5 @@ def test_destructor_allocating_in_the_last_round_leaks_no_heap(
     hakmem keeps the main thread's heap and its shared exit heap, nothing more (it kept
     51 heaps before issue 13)."""
     build = built("release")
-    exe = compile_program(build, HERE / "exit" / "dtor_alloc.c", tmp_path / "dtor_alloc")
-    proc = subprocess.run([str(exe), "50"], capture_output=True, text=True, timeout=60)
-    m = re.search(r"threads=50 heaps=(\d+) live=(\d+) heap_check=(.*)", proc.stdout)
-    assert proc.returncode == 0 and m, proc.stdout + proc.stderr
-    assert int(m.group(1)) <= 2 and int(m.group(2)) == 0 and m.group(3) == "ok", proc.stdout
+    got = run_dtor(compile_scenario(build, DTOR_PROGRAM, tmp_path), 50, build)
+    assert got.clean, got.output

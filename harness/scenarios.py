@@ -1,0 +1,118 @@
+"""C scenario programs for what op programs cannot reach, built against one hakmem build and
+run in their own process; the suite's tests and the mutation tool's fast tests both run them.
+
+* Memory given back to the OS (``tests/purge/rss.c``): large blocks freed, a dead thread's
+  blocks freed by another, an idle owner's blocks freed remotely, a mixed tiny/mid churn
+  freed (``pending`` is the seeded-bug check), with the background purge thread on, which
+  no program run starts. After everything is freed, RSS must come back within the
+  program's bound (8 MiB) of its baseline: by itself (``wait``: the purge thread, polled
+  for at most 30 s: a bound, not a timing assertion) or at once after ``hak_collect()``
+  (``collect``), with no block left live.
+* Allocation after a thread's exit (``tests/exit/dtor_alloc.c``): threads whose TLS
+  destructor allocates in every destructor round, the last one included; hakmem must keep
+  the main thread's heap and its shared exit heap, nothing more, with no block live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from pathlib import Path
+
+from harness import PROJECT_ROOT
+from harness.build import Build, compile_program
+
+__all__ = ["DTOR_PROGRAM", "RSS_PROGRAM", "SCENARIOS", "DtorRun", "RssRun", "compile_scenario",
+           "run_dtor", "run_rss"]
+
+RSS_PROGRAM = PROJECT_ROOT / "tests" / "purge" / "rss.c"
+DTOR_PROGRAM = PROJECT_ROOT / "tests" / "exit" / "dtor_alloc.c"
+SCENARIOS = ("large", "exited", "idle", "mixed")
+#: the program's own bound on what may stay resident (its default)
+BOUND_KIB = 8 * 1024
+_LINE = re.compile(r"rss: scenario=\S+ mode=\S+ baseline_kib=(\d+) peak_kib=(\d+) "
+                   r"after_kib=(\d+) waited_ms=(\d+) live=(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RssRun:
+    """One scenario's run: its process and the figures it printed (None: it printed none)."""
+
+    proc: subprocess.CompletedProcess[str]
+    baseline_kib: int | None = None
+    peak_kib: int = 0
+    after_kib: int = 0
+    waited_ms: int = 0
+    live: int = 0
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    @property
+    def gave_back(self) -> bool:
+        """Exit 0, nothing live, and RSS back within the bound of its baseline."""
+        return (self.baseline_kib is not None and self.proc.returncode == 0
+                and self.live == 0 and self.after_kib <= self.baseline_kib + BOUND_KIB)
+
+
+_DTOR_LINE = re.compile(r"threads=(\d+) heaps=(\d+) live=(\d+) heap_check=(.*)")
+#: heaps dtor_alloc may leave: the main thread's and the shared exit heap
+DTOR_HEAPS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class DtorRun:
+    """dtor_alloc's run: its process and what it printed (heaps None: it printed nothing)."""
+
+    proc: subprocess.CompletedProcess[str]
+    heaps: int | None = None
+    live: int = 0
+    heap_check: str = ""
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    @property
+    def clean(self) -> bool:
+        """Exit 0, at most the two heaps hakmem keeps, nothing live, the heap walk clean."""
+        return (self.heaps is not None and self.proc.returncode == 0
+                and self.heaps <= DTOR_HEAPS and self.live == 0 and self.heap_check == "ok")
+
+
+def compile_scenario(build: Build, program: Path, out_dir: Path) -> Path:
+    """A scenario program built against ``build`` (its flags, linked to its library)."""
+    return compile_program(build, program, out_dir / f"{program.stem}-{build.name}")
+
+
+def _env(build: Build, **extra: str) -> dict[str, str]:
+    env = build.env()
+    env.pop("LD_PRELOAD", None)  # the program is linked to its runtime and library
+    env.update(extra)
+    return env
+
+
+def run_rss(exe: Path, scenario: str, mode: str, build: Build, decay_ms: int = 500,
+            timeout: float = 120.0) -> RssRun:
+    """Runs one scenario (``mode``: ``wait`` or ``collect``) with the purge thread's delay
+    ``decay_ms`` (the hak_ API library starts no purge thread unless told to)."""
+    proc = subprocess.run([str(exe), scenario, mode], capture_output=True, text=True,
+                          env=_env(build, HAKMEM_DECAY_MS=str(decay_ms)), timeout=timeout,
+                          check=False)
+    m = _LINE.search(proc.stdout)
+    if not m:
+        return RssRun(proc)
+    baseline, peak, after, waited, live = map(int, m.groups())
+    return RssRun(proc, baseline, peak, after, waited, live)
+
+
+def run_dtor(exe: Path, threads: int, build: Build, timeout: float = 60.0) -> DtorRun:
+    """Runs dtor_alloc with ``threads`` threads."""
+    proc = subprocess.run([str(exe), str(threads)], capture_output=True, text=True,
+                          env=_env(build), timeout=timeout, check=False)
+    m = _DTOR_LINE.search(proc.stdout)
+    if not m or int(m.group(1)) != threads:
+        return DtorRun(proc)
+    return DtorRun(proc, int(m.group(2)), int(m.group(3)), m.group(4).strip())
