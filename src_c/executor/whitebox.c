@@ -38,6 +38,13 @@ bool hx_wb_on_alloc(struct hx_run *r, int64_t op, int thread, int slot, struct h
                        ", block size %zu, offset %" PRIuPTR ")",
                        info.base, info.slab_start, info.block_size,
                        info.base - info.slab_start);
+    /* a new block came from the allocating thread's cache, so from a slab its heap owns
+     * (every heap has a non-zero serial; 0 is for abandoned slabs and large blocks); a
+     * realloc may keep its block where it was, in a slab abandoned since */
+    if (slab && !info.owner && r->ops[op].op != HAKX_OP_REALLOC)
+        return hx_fail(r, "block_boundary", op, thread, slot, b->p, 1, 0,
+                       "hak_block_info reports no owning heap for a %s block its thread just "
+                       "allocated", info.region == HAK_REGION_TINY ? "tiny" : "mid");
     if (user < info.base || user >= info.base + info.block_size)
         return hx_fail(r, "block_boundary", op, thread, slot, b->p, info.base, user,
                        "user %#" PRIxPTR " outside its block [%#" PRIxPTR ", +%zu)", user,
