@@ -228,6 +228,9 @@ LOOP = ("@@ -613,3 +613,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
 LINKS = ("@@ -30,3 +30,3 @@\n     atomic_store_explicit(&slab->remote, 0, memory_order_relaxed);\n"
          "-    slab->next = slab->prev = NULL;\n+    /*slab->next = slab->prev = NULL;*/\n")
 
+CHAIN = ("@@ -346,3 +346,3 @@\n         void *tail = head;\n-        uint32_t n = 1;\n"
+         "+        uint32_t n = 0;\n")
+
 
 @pytest.mark.parametrize("diff, equivalent", [
     (STRENGTHENED, True),
@@ -241,6 +244,8 @@ LINKS = ("@@ -30,3 +30,3 @@\n     atomic_store_explicit(&slab->remote, 0, memory
     (DRAIN.replace("if (!head)", "if (!tail)"), False),  # another return 0
     (SERIAL, True),
     (LINKS, True),
+    (CHAIN, True),
+    (CHAIN.replace("n = 0;", "n = 2;"), False),  # a block counted that is not in the chain
     (LINKS.replace("slab->remote, 0", "slab->owner, NULL"), False),  # another place
     (LINKS.replace("+    /*slab->next = slab->prev = NULL;*/", "+    slab->next = NULL;"), False),
     (SERIAL.replace("--heap_serial", "heap_serial"), False),  # serials repeat
