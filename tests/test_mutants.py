@@ -231,6 +231,20 @@ LINKS = ("@@ -30,3 +30,3 @@\n     atomic_store_explicit(&slab->remote, 0, memory
 CHAIN = ("@@ -346,3 +346,3 @@\n         void *tail = head;\n-        uint32_t n = 1;\n"
          "+        uint32_t n = 0;\n")
 
+PENDING_LOOP = ("@@ -615,3 +615,3 @@\n     for (int c = 0; c < HAK_CLASSES; c++)\n"
+                "-        for (int list = 0; list < 2; list++)\n"
+                "+        for (int list = (0-1); list < 2; list++)\n"
+                "             for (struct hak_slab *s = list ? heap->full[c].head : "
+                "heap->partial[c].head; s;\n")
+REMOTE_WORD = ("@@ -29,3 +29,3 @@\n     atomic_store_explicit(&slab->owner, NULL, "
+               "memory_order_relaxed);\n-    atomic_store_explicit(&slab->remote, 0, "
+               "memory_order_relaxed);\n+    /*atomic_store_explicit(&slab->remote, 0, "
+               "memory_order_relaxed);*/\n")
+FORK_UNLOCK = ("@@ -557,3 +557,3 @@\n             if (!HAK_INJECT_FORK_UNLOCKED)\n"
+               "-                hak_heap_unlock(heap);\n"
+               "+                /*hak_heap_unlock(heap);*/\n"
+               "             heap_unlink_locked(heap);\n")
+
 
 @pytest.mark.parametrize("diff, equivalent", [
     (STRENGTHENED, True),
@@ -245,6 +259,12 @@ CHAIN = ("@@ -346,3 +346,3 @@\n         void *tail = head;\n-        uint32_t n 
     (SERIAL, True),
     (LINKS, True),
     (CHAIN, True),
+    (PENDING_LOOP, True),
+    (PENDING_LOOP.replace("(0-1)", "(0+1)"), False),  # the partial list never scanned
+    (REMOTE_WORD, True),
+    (REMOTE_WORD.replace("slab->owner, NULL", "slab->full, 0"), False),  # another place
+    (FORK_UNLOCK, True),
+    (FORK_UNLOCK.replace("heap_unlink_locked", "abandon_locked"), False),  # still in use
     (CHAIN.replace("n = 0;", "n = 2;"), False),  # a block counted that is not in the chain
     (LINKS.replace("slab->remote, 0", "slab->owner, NULL"), False),  # another place
     (LINKS.replace("+    /*slab->next = slab->prev = NULL;*/", "+    slab->next = NULL;"), False),

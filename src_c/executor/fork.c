@@ -6,13 +6,14 @@
  *     slot table is a consistent snapshot): every inherited block still holds its
  *     pattern, and frees cleanly;
  *   - any target: a batch across tiny, mid and large sizes allocates, fills, verifies
- *     and frees.
+ *     and frees, on the forking thread and then on a thread the child starts.
  * It reports "<check>\t<message>" through a pipe and _exits. The parent waits for the
  * report at most HX_FORK_TIMEOUT_MS: a child that crashes (fork:crash), hangs (fork:hang:
  * a lock held by a thread that does not exist in the child) or reports a failure
  * (fork:<check>) is a finding. The parent goes on either way. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -90,6 +91,32 @@ static bool check_batch(struct hx_run *r, char *msg, size_t len)
     return true;
 }
 
+struct batch_job {
+    struct hx_run *r;
+    char *msg;
+    size_t len;
+    bool ok;
+};
+
+static void *batch_thread(void *arg)
+{
+    struct batch_job *job = arg;
+    job->ok = check_batch(job->r, job->msg, job->len);
+    return NULL;
+}
+
+/* The batch again on a thread the child starts: its heap is one the fork recycled (the
+ * parent's other threads do not exist here), and it is given back when the thread ends.
+ * A child that cannot start a thread has nothing to report about the allocator. */
+static bool check_thread_batch(struct hx_run *r, char *msg, size_t len)
+{
+    struct batch_job job = {r, msg, len, true};
+    pthread_t th;
+    if (pthread_create(&th, NULL, batch_thread, &job) == 0)
+        pthread_join(th, NULL);
+    return job.ok;
+}
+
 static void child(struct hx_run *r, int fd)
 {
     char msg[sizeof r->verdict->message] = "";
@@ -103,6 +130,8 @@ static void child(struct hx_run *r, int fd)
         ok = check_inherited(r, msg, sizeof msg);
     if (ok)
         ok = check_batch(r, msg, sizeof msg);
+    if (ok)
+        ok = check_thread_batch(r, msg, sizeof msg);
     if (ok)
         ok = !r->tg->hakmem || !hak_heap_check || hak_heap_check(&(struct hak_heap_report){0}) ||
              report(msg, sizeof msg, "heap_check", "after the child's own batch");
