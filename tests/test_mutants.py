@@ -245,6 +245,9 @@ FORK_UNLOCK = ("@@ -557,3 +557,3 @@\n             if (!HAK_INJECT_FORK_UNLOCKED)
                "+                /*hak_heap_unlock(heap);*/\n"
                "             heap_unlink_locked(heap);\n")
 
+STAMP = ("@@ -69,3 +69,3 @@\n     ss->dirty_units = 0;\n-    ss->dirty_ms = 0;\n"
+         "+    ss->dirty_ms = (0-1);\n")
+
 
 @pytest.mark.parametrize("diff, equivalent", [
     (STRENGTHENED, True),
@@ -259,6 +262,8 @@ FORK_UNLOCK = ("@@ -557,3 +557,3 @@\n             if (!HAK_INJECT_FORK_UNLOCKED)
     (SERIAL, True),
     (LINKS, True),
     (CHAIN, True),
+    (STAMP, True),
+    (STAMP.replace("ss->dirty_units = 0;", "ss->dirty_units |= taken;"), False),  # elsewhere
     (PENDING_LOOP, True),
     (PENDING_LOOP.replace("(0-1)", "(0+1)"), False),  # the partial list never scanned
     (REMOTE_WORD, True),
