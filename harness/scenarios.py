@@ -3,8 +3,9 @@ run in their own process; the suite's tests and the mutation tool's fast tests b
 
 * Memory given back to the OS (``tests/purge/rss.c``): large blocks freed, a dead thread's
   blocks freed by another, an idle owner's blocks freed remotely, a mixed tiny/mid churn
-  freed (``pending`` is the seeded-bug check), with the background purge thread on, which
-  no program run starts. After everything is freed, RSS must come back within the
+  freed, a sparse heap whose freed units only the purge's madvise gives back (``pending``
+  is the seeded-bug check), with the background purge thread on, which no program run
+  starts. After everything is freed, RSS must come back within the
   program's bound (8 MiB) of its baseline: by itself (``wait``: the purge thread, polled
   for at most 30 s: a bound, not a timing assertion) or at once after ``hak_collect()``
   (``collect``), with no block left live.
@@ -28,7 +29,7 @@ __all__ = ["DTOR_PROGRAM", "RSS_PROGRAM", "SCENARIOS", "DtorRun", "RssRun", "com
 
 RSS_PROGRAM = PROJECT_ROOT / "tests" / "purge" / "rss.c"
 DTOR_PROGRAM = PROJECT_ROOT / "tests" / "exit" / "dtor_alloc.c"
-SCENARIOS = ("large", "exited", "idle", "mixed")
+SCENARIOS = ("large", "exited", "idle", "mixed", "sparse")
 #: the program's own bound on what may stay resident (its default)
 BOUND_KIB = 8 * 1024
 _LINE = re.compile(r"rss: scenario=\S+ mode=\S+ baseline_kib=(\d+) peak_kib=(\d+) "

@@ -96,6 +96,11 @@ CLOSED = {
     # allocation now sees
     "heap-438": ("heap.c", "    heap->serial = ++heap_serial;", "++heap_serial",
                  "-+heap_serial", "regression", "block_boundary"),
+    # the purge marks dirty units clean without madvising them (superslab-1391's class: a
+    # superslab kept in use by a few live blocks gives its freed units back only this way)
+    "purge-madvise": ("superslab.c", "        madvise((void *)from, to - from, MADV_DONTNEED);\n"
+                      "        u = end;", "        madvise((void *)from, to - from, "
+                      "MADV_DONTNEED);\n", "", "purge scenario sparse", "purge:rss"),
     # hak_retire_thread does nothing (as survivors heap-2361 and heap-2371 did): the pool's
     # threads keep their heaps across runs, and the end of every run now counts heaps
     "retire-nothing": ("heap.c", "    if (hak_tl_heap == &hak_heap_empty)\n        return;\n"
@@ -248,6 +253,13 @@ FORK_UNLOCK = ("@@ -557,3 +557,3 @@\n             if (!HAK_INJECT_FORK_UNLOCKED)
 STAMP = ("@@ -69,3 +69,3 @@\n     ss->dirty_units = 0;\n-    ss->dirty_ms = 0;\n"
          "+    ss->dirty_ms = (0-1);\n")
 
+UNMAP = ("@@ -87,3 +87,3 @@\n     dirty_total -= (unsigned)__builtin_popcount(ss->dirty_units);\n"
+         "-    ss->dirty_units = 0;\n+    ss->dirty_units = (0-1);\n     list_unlink(ss);\n")
+UNITS_LOOP = ("@@ -126,3 +126,3 @@\n     }\n-    for (unsigned u = first; u < first + units; u++)\n"
+              "+    for (unsigned u = first; u != first + units; u++)\n")
+PUBLISH = ("@@ -137,3 +137,3 @@\n     hak_slab_format(slab, ss, first, units, size_class);\n"
+           "-    hak_slab_publish(slab);\n+    /*hak_slab_publish(slab);*/\n")
+
 
 @pytest.mark.parametrize("diff, equivalent", [
     (STRENGTHENED, True),
@@ -262,6 +274,13 @@ STAMP = ("@@ -69,3 +69,3 @@\n     ss->dirty_units = 0;\n-    ss->dirty_ms = 0;\n
     (SERIAL, True),
     (LINKS, True),
     (CHAIN, True),
+    (UNMAP, True),
+    (UNMAP.replace("     list_unlink(ss);\n", "     ss->cached = false;\n"), False),  # read again
+    (UNITS_LOOP, True),
+    (UNITS_LOOP.replace("u = first; u !=", "u = 0; u !="), False),  # starts elsewhere
+    (PUBLISH, True),
+    (PUBLISH.replace("hak_slab_format(slab, ss, first, units, size_class)", "own_slab(h, s)"),
+     False),
     (STAMP, True),
     (STAMP.replace("ss->dirty_units = 0;", "ss->dirty_units |= taken;"), False),  # elsewhere
     (PENDING_LOOP, True),

@@ -3,11 +3,10 @@ fire on an allocator broken by hand (one edit of src_c/alloc, built as a release
 beside the test, as harness.mutants builds its mutants) and to stay quiet on the clean one.
 
 These rules close blind spots the mutation score found: nothing checked what the allocator
-keeps mapped, so mutants that cached an empty superslab forever, kept a purged unit
-dirty, skipped the reclaim of abandoned slabs, the caller's flush or the purge of the
-large cache, or left a
-full superslab ahead of ones with room (every later search stops there and maps a fresh
-superslab) all survived."""
+keeps mapped, so mutants that cached an empty superslab forever, kept a purged unit dirty,
+miscounted the dirty units, skipped the reclaim of abandoned slabs, the caller's flush or
+the purge of the large cache, or left a full superslab ahead of ones with room (every later
+search stops there and maps a fresh superslab) all survived."""
 
 from __future__ import annotations
 
@@ -37,6 +36,9 @@ BREAKS = {
     # the cache's count forgets a superslab it caches
     "cache_count": ("superslab.c", "            ss->cached = true;\n            cached_count++;\n",
                     "            ss->cached = true;\n"),
+    # carving a slab adds its dirty units to the pool's count instead of taking them off
+    "dirty_count": ("superslab.c", "    dirty_total -= (unsigned)__builtin_popcount(taken);",
+                    "    dirty_total += (unsigned)__builtin_popcount(taken);"),
     # carving a slab leaves its units marked dirty (a purge would drop its blocks' pages)
     "dirty_carve": ("superslab.c", "    ss->dirty_units &= ~taken;\n", ""),
     # the purge reclaims abandoned slabs only when there are none (heap-2662, a survivor)
@@ -68,6 +70,10 @@ PROGRAMS: dict[str, tuple[Program, str]] = {
                                 *(Op("free", 0, s) for s in range(40)), Op("barrier"),
                                 *(Op("malloc", 0, s, 3000) for s in range(8)), Op("barrier"))),
                     "units in use marked dirty"),
+    "dirty_count": (Program(1, (*(Op("malloc", 0, s, 3000) for s in range(40)),
+                                *(Op("free", 0, s) for s in range(40)), Op("barrier"),
+                                *(Op("malloc", 0, s, 3000) for s in range(8)), Op("barrier"))),
+                    "dirty units in the superslabs' masks, the count says"),
     # a thread exits with live blocks, another frees them all and collects
     "no_reclaim": (Program(2, (*(Op("malloc", 0, s, 1000) for s in range(16)),
                                Op("thread_exit", 0), *(Op("free", 1, s) for s in range(16)),

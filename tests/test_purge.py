@@ -32,7 +32,7 @@ def test_rss_comes_back(built: Callable[..., Build], tmp_path: Path, scenario: s
     build = built("release")
     got = run_rss(compile_scenario(build, RSS_PROGRAM, tmp_path), scenario, mode, build)
     assert got.baseline_kib is not None, got.output
-    assert got.peak_kib > got.baseline_kib + 50 * 1024, f"the scenario used no memory: {got.output}"
+    assert got.peak_kib > got.baseline_kib + 20 * 1024, f"the scenario used no memory: {got.output}"
     assert got.gave_back, got.output
     print(got.proc.stdout.strip())
 

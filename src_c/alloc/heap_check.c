@@ -233,17 +233,19 @@ static void check_superslab(struct walk *w, struct hak_superslab *ss)
 
 /* The pool's list keeps superslabs with free units before full ones (a search
  * for units stops at the first full one: one behind it would never be used,
- * and a fresh superslab mapped instead), and its counters match the list.
+ * and a fresh superslab mapped instead), and its counters (mapped, cached,
+ * dirty units) match the list.
  * Pool lock held. */
 static void check_pool(struct walk *w)
 {
-    uint64_t mapped, cached, n = 0, n_cached = 0;
-    hak_pool_stats(&mapped, &cached);
+    uint64_t mapped, cached, dirty, n = 0, n_cached = 0, n_dirty = 0;
+    hak_pool_stats(&mapped, &cached, &dirty);
     bool full_seen = false;
     for (struct hak_superslab *ss = hak_superslabs; ss; ss = ss->next) {
         check_superslab(w, ss);
         n++;
         n_cached += ss->cached;
+        n_dirty += (unsigned)__builtin_popcount(ss->dirty_units);
         if (ss->free_units && full_seen)
             fail(w, (uintptr_t)ss, "superslab %#lx has %u free units but lies behind a full "
                  "one on the pool's list: no search reaches it", (unsigned long)ss,
@@ -254,6 +256,11 @@ static void check_pool(struct walk *w)
         fail(w, 0, "pool: %llu superslabs listed (%llu cached), counters say %llu mapped, "
              "%llu cached (at most %d)", (unsigned long long)n, (unsigned long long)n_cached,
              (unsigned long long)mapped, (unsigned long long)cached, HAK_SS_CACHE_MAX);
+    /* the purge is noted once the count reaches PURGE_MIN_UNITS: a count that drifts
+     * purges too early or never */
+    if (n_dirty != dirty)
+        fail(w, 0, "pool: %llu dirty units in the superslabs' masks, the count says %llu",
+             (unsigned long long)n_dirty, (unsigned long long)dirty);
 }
 
 /* The cache's stack lies within its slots, and every cached block belongs to

@@ -462,7 +462,7 @@ static inline void hak_heap_unlock(struct hak_heap *heap)
 struct hak_slab *hak_pool_take_slab(int size_class);
 void hak_pool_return_slab(struct hak_slab *slab);
 extern struct hak_superslab *hak_superslabs;  /* pool lock */
-void hak_pool_stats(uint64_t *mapped, uint64_t *cached);
+void hak_pool_stats(uint64_t *mapped, uint64_t *cached, uint64_t *dirty);
 /* Gives back free units dirty for `delay` ms (madvise) and empty superslabs
  * cached that long (munmap); true if some are left for later. */
 bool hak_pool_purge(uint64_t now, uint64_t delay);

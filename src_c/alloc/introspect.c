@@ -115,7 +115,7 @@ HAK_API void hak_counters_snapshot(struct hak_counters *out)
             k->remote_pending += hak_remote_pending(slab);
         }
     }
-    hak_pool_stats(&out->superslabs, &out->superslabs_cached);
+    hak_pool_stats(&out->superslabs, &out->superslabs_cached, &out->dirty_units);
     hak_pool_unlock();
     hak_heaps_unlock();
     out->abandoned_slabs = hak_abandoned_count();

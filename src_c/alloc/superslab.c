@@ -275,8 +275,9 @@ bool hak_pool_purge(uint64_t now, uint64_t delay)
     return more;
 }
 
-void hak_pool_stats(uint64_t *mapped, uint64_t *cached)
+void hak_pool_stats(uint64_t *mapped, uint64_t *cached, uint64_t *dirty)
 {
     *mapped = mapped_count;
     *cached = cached_count;
+    *dirty = dirty_total;
 }

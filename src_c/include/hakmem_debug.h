@@ -80,6 +80,7 @@ struct hak_counters {
     struct hak_class_counters cls[HAK_NUM_CLASSES];
     uint64_t superslabs;       /* mapped superslabs (in use + cached) */
     uint64_t superslabs_cached;/* empty superslabs kept mapped for reuse */
+    uint64_t dirty_units;      /* free superslab units not yet given back (64 KiB each) */
     uint64_t superslab_active; /* sum of per-superslab active counters */
     uint64_t large_live;       /* live large blocks */
     uint64_t large_bytes;      /* bytes mapped for live large blocks */

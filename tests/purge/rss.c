@@ -11,6 +11,10 @@
  *            into an idle owner's slabs)
  *   mixed    one thread churns 16 B - 48 KiB blocks up to ~200 MiB live,
  *            then frees them (empty slabs and superslabs)
+ *   sparse   24 MiB of 4000 B blocks, all freed but one in 256, which stay
+ *            live until RSS is measured: their slabs keep every superslab
+ *            mapped, so the freed units come back only by the purge's
+ *            madvise (a free unit of a superslab in use)
  *   pending  (the seeded-bug check) the idle scenario, then hak_collect()
  *            at once: every block must come back (live == 0)
  *
@@ -35,6 +39,9 @@
 #include "hakmem_debug.h"
 
 enum { SMALL_N = 64 * 1024, SMALL_SIZE = 1000 };
+enum { SPARSE_N = 6 * 1024, SPARSE_SIZE = 4000, SPARSE_KEEP = 256 };
+/* the sparse scenario's live blocks, freed once RSS is measured */
+static void *sparse_kept[SPARSE_N / SPARSE_KEEP];
 
 static long rss_kib(void)
 {
@@ -156,6 +163,20 @@ static void scenario(const char *name)
         for (unsigned i = 0; i < N; i++)
             hak_free(live[i]);
         hak_flush_thread();
+    } else if (!strcmp(name, "sparse")) {
+        static void *all[SPARSE_N];
+        for (unsigned i = 0; i < SPARSE_N; i++) {
+            all[i] = hak_malloc(SPARSE_SIZE);
+            memset(all[i], 1, SPARSE_SIZE);
+        }
+        note_peak();
+        for (unsigned i = 0; i < SPARSE_N; i++) {
+            if (i % SPARSE_KEEP == 0)
+                sparse_kept[i / SPARSE_KEEP] = all[i];
+            else
+                hak_free(all[i]);
+        }
+        hak_flush_thread();
     } else {
         fprintf(stderr, "rss: unknown scenario %s\n", name);
         exit(2);
@@ -165,7 +186,8 @@ static void scenario(const char *name)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: rss large|exited|idle|mixed|pending wait|collect [BOUND_MIB]\n");
+        fprintf(stderr, "usage: rss large|exited|idle|mixed|sparse|pending wait|collect "
+                        "[BOUND_MIB]\n");
         return 2;
     }
     const char *name = argv[1];
@@ -189,6 +211,8 @@ int main(int argc, char **argv)
         hak_collect();
         after = rss_kib();
     }
+    for (unsigned i = 0; i < SPARSE_N / SPARSE_KEEP; i++)
+        hak_free(sparse_kept[i]);
     struct hak_counters c;
     hak_counters_snapshot(&c);
     uint64_t live = c.live_total - 1; /* the `blocks` array */
