@@ -476,6 +476,14 @@ class State:
             self.results[r.id] = r
             self.save()
 
+    def forget_stale(self, diffs: dict[str, str]) -> None:
+        """Drops the results whose mutant is no longer the one of that id (``diffs``: the
+        current diff of each sampled id): after a source changes, the mutator numbers its
+        mutants anew, so an id may name another mutation."""
+        self.results = {k: r for k, r in self.results.items()
+                        if k not in diffs or diffs[k] == r.diff}
+        self.save()
+
     def forget(self, status: str) -> None:
         """Drops the results of ``status``, so that those mutants run again."""
         self.results = {k: r for k, r in self.results.items() if r.status != status}
@@ -614,6 +622,7 @@ def _main(args: argparse.Namespace) -> int:
     everything = generate(files, SCRATCH / "mutants-gen")
     total = collections.Counter(m.file for m in everything)
     chosen = sample(everything, args.sample, args.seed)
+    state.forget_stale({m.id: m.diff() for m in chosen})
     todo = [m for m in chosen if m.id not in state.results]
     progress = cli.Progress(len(chosen), "mutant", not args.no_progress)
     progress.show(len(chosen) - len(todo))

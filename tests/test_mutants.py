@@ -189,6 +189,8 @@ def test_state_resumes_and_refuses_other_parameters(tmp_path):
     again.add(hm.Result("remote-2", "remote.c", "killed_fast", "counters", "x"))
     again.forget("survived")  # --rerun-survivors: they run again, the kill stays
     assert set(hm.State(tmp_path / "state.json", params, resume=True).results) == {"remote-2"}
+    again.forget_stale({"remote-2": "another diff"})  # the id now names another mutation
+    assert hm.State(tmp_path / "state.json", params, resume=True).results == {}
 
 
 def test_scores_and_report():
