@@ -44,7 +44,6 @@ class RssRun:
     baseline_kib: int | None = None
     peak_kib: int = 0
     after_kib: int = 0
-    waited_ms: int = 0
     live: int = 0
 
     @property
@@ -105,8 +104,8 @@ def run_rss(exe: Path, scenario: str, mode: str, build: Build, decay_ms: int = 5
     m = _LINE.search(proc.stdout)
     if not m:
         return RssRun(proc)
-    baseline, peak, after, waited, live = map(int, m.groups())
-    return RssRun(proc, baseline, peak, after, waited, live)
+    baseline, peak, after, _, live = map(int, m.groups())
+    return RssRun(proc, baseline, peak, after, live)
 
 
 def run_dtor(exe: Path, threads: int, build: Build, timeout: float = 60.0) -> DtorRun:

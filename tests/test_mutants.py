@@ -154,7 +154,7 @@ def test_campaign_kill_keeps_check_and_reproducer(tmp_path, monkeypatch):
     monkeypatch.setattr(hm, "REGRESSIONS", tmp_path / "none")
     monkeypatch.setattr(hm, "STRESS_PROGRAMS", 0)
     monkeypatch.setattr(hm, "CACHE_FILL_SIZES", ())
-    monkeypatch.setattr(hm, "RSS_SCENARIOS", ())
+    monkeypatch.setattr(hm, "_scenarios", lambda b: None)
     m = _mutant(tmp_path, "campaign", *MUTATIONS["killed_fast"], 90010)
     r = hm.run_mutant(m, tmp_path / "out", budget=30, seed=1, minimize_time=20)
     assert r.status == "killed_campaign", r
