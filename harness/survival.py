@@ -141,8 +141,12 @@ def plot_survival(runs: Sequence[Detections], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5))
     with warnings.catch_warnings():  # lifelines warns about constant or all-censored data
         warnings.simplefilter("ignore")
-        for d in runs:
-            d.km().plot_survival_function(ax=ax, ci_show=True)
+        # tab20 pairs a dark and a light shade of each hue: the dark ones first, so that up
+        # to ten curves differ in hue, and a dashed line for the light ones beyond
+        palette = plt.get_cmap("tab20").colors
+        for i, d in enumerate(runs):
+            d.km().plot_survival_function(ax=ax, ci_show=True, color=palette[(2 * i) % 20
+                                          + (i // 10) % 2], linestyle="--" if i >= 10 else "-")
     budget = max(d.budget for d in runs)
     ax.set_xscale("symlog", linthresh=1.0)  # detections span 0.2 s to the whole budget
     ax.set_xlim(0, budget)
