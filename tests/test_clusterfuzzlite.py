@@ -273,7 +273,10 @@ def test_fuzzer_finds_a_seeded_bug_and_the_clean_build_passes_its_input(
     crashes = list(tmp_path.glob("crash-*"))
     assert proc.returncode != 0 and crashes, \
         f"{SEEDED_BUG} not found in {FIND_RUNS} runs:\n{log[-4000:]}"
-    assert "CheckFailed: check counters:" in log, log[-4000:]
+    # the bug (a batch's blocks never counted used) breaks the counters at a barrier, or
+    # the heap walk's identities right after a collect op: whichever the fuzzer reaches first
+    found = re.search(r"CheckFailed: check (\w+):", log)
+    assert found and found.group(1) in ("counters", "heap_check"), log[-4000:]
     # The crash is the seeded bug's, not the target's: the clean build passes the same input.
     replay = run_fuzzer(out_dir, fuzzer, str(crashes[0]))
     assert replay.returncode == 0, (replay.stdout + replay.stderr)[-4000:]
@@ -282,5 +285,5 @@ def test_fuzzer_finds_a_seeded_bug_and_the_clean_build_passes_its_input(
     local = subprocess.run([sys.executable, "-m", "harness.run", str(crashes[0]), "--build",
                             "asan", "--inject", SEEDED_BUG, "--mode", "lockstep"],
                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert local.returncode == 1 and "outcome: counters" in local.stdout, \
+    assert local.returncode == 1 and f"outcome: {found.group(1)}" in local.stdout, \
         local.stdout + local.stderr
