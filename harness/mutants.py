@@ -68,7 +68,6 @@ from harness.libfuzzer import CAMPAIGNS
 from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
-from harness.scenarios import BOUND_KIB as RSS_BOUND_KIB
 from harness.scenarios import DTOR_PROGRAM, RSS_PROGRAM, compile_scenario, run_dtor, run_rss
 from harness.scenarios import SCENARIOS as RSS_SCENARIOS
 from harness.toolchain import compiler_name, resolve_compiler
@@ -265,9 +264,15 @@ def fast_tests(b: Build, seed: int,
     the clean build, where it passes), then the stress programs, each of which must also
     cost no more memory, kept memory or mmap calls than on the clean build (``reference``:
     :func:`footprints` of the clean build; computed when not given). A mutant that maps
-    more is a footprint regression the allocator's correctness checks cannot see."""
+    more is a footprint regression the allocator's correctness checks cannot see. Then the
+    C scenarios (:func:`_scenarios`)."""
     if reference is None:
         reference = footprints(build(BUILD), seed)
+    return _regressions(b) or _stress(b, seed, reference) or _scenarios(b)
+
+
+def _regressions(b: Build) -> tuple[str, str] | None:
+    """The first reproducer of regressions/ for this variant failing on ``b``."""
     for path in sorted(REGRESSIONS.glob("*.json")):
         if not is_regression_file(path):
             continue
@@ -278,6 +283,11 @@ def fast_tests(b: Build, seed: int,
                                  reg.repeats, REPLAY_TIMEOUT)
         if not out.passed:
             return sig, f"regression {path.name}"
+    return None
+
+
+def _stress(b: Build, seed: int, reference: dict[str, Footprint]) -> tuple[str, str] | None:
+    """The first stress program failing on ``b``, or costing more than ``reference``."""
     for label, program in _stress_programs(seed):
         out = replay(program, b, "lockstep", 1, REPLAY_TIMEOUT)
         if not out.passed:
@@ -285,7 +295,7 @@ def fast_tests(b: Build, seed: int,
         worse = Footprint.of(out.verdict).worse(reference[label]) if out.verdict else ""
         if worse:
             return worse, label
-    return _scenarios(b)
+    return None
 
 
 def _scenarios(b: Build) -> tuple[str, str] | None:
@@ -301,21 +311,15 @@ def _scenarios(b: Build) -> tuple[str, str] | None:
                     got = run_rss(rss, scenario, mode, b, PURGE_DECAY_MS, REPLAY_TIMEOUT + 30)
                 except subprocess.TimeoutExpired:
                     return "timeout", label
-                if not got.gave_back:
-                    why = ("crash" if got.baseline_kib is None else "live" if got.live
-                           else "rss" if got.after_kib > got.baseline_kib + RSS_BOUND_KIB
-                           else "crash")
-                    return f"purge:{why}", label
+                if got.failure:
+                    return f"purge:{got.failure}", label
         label = f"exit scenario ({DTOR_THREADS} threads allocating in their TLS destructors)"
         try:
             ended = run_dtor(dtor, DTOR_THREADS, b, REPLAY_TIMEOUT)
         except subprocess.TimeoutExpired:
             return "timeout", label
-        if not ended.clean:
-            why = ("crash" if ended.heaps is None else "heap_check" if ended.heap_check != "ok"
-                   else "live" if ended.live else "heaps" if ended.proc.returncode == 0
-                   else "crash")
-            return f"exit:{why}", label
+        if ended.failure:
+            return f"exit:{ended.failure}", label
     return None
 
 
@@ -595,8 +599,8 @@ def _check_clean(seed: int) -> dict[str, Footprint]:
     """The fast tests must pass on the clean build, or every mutant would look killed; its
     footprints are the reference."""
     clean = build(BUILD)
-    reference = footprints(clean, seed)
-    failed = fast_tests(clean, seed, reference)
+    reference = footprints(clean, seed)  # runs (and checks) the stress programs once
+    failed = _regressions(clean) or _scenarios(clean)
     if failed is not None:
         raise UsageError(f"the fast tests fail on the clean {BUILD} build ({failed[1]}: "
                          f"{failed[0]}): fix that before measuring mutants")

@@ -51,10 +51,20 @@ class RssRun:
         return self.proc.stdout + self.proc.stderr
 
     @property
+    def failure(self) -> str:
+        """What went wrong (``crash``, ``live``, ``rss``), or "" when the run exited 0 with
+        nothing live and RSS back within the bound of its baseline."""
+        if self.baseline_kib is None:
+            return "crash"
+        if self.live:
+            return "live"
+        if self.after_kib > self.baseline_kib + BOUND_KIB:
+            return "rss"
+        return "crash" if self.proc.returncode else ""
+
+    @property
     def gave_back(self) -> bool:
-        """Exit 0, nothing live, and RSS back within the bound of its baseline."""
-        return (self.baseline_kib is not None and self.proc.returncode == 0
-                and self.live == 0 and self.after_kib <= self.baseline_kib + BOUND_KIB)
+        return not self.failure
 
 
 _DTOR_LINE = re.compile(r"threads=(\d+) heaps=(\d+) live=(\d+) heap_check=(.*)")
@@ -76,10 +86,23 @@ class DtorRun:
         return self.proc.stdout + self.proc.stderr
 
     @property
+    def failure(self) -> str:
+        """What went wrong (``crash``, ``heap_check``, ``live``, ``heaps``), or "" when the
+        run exited 0 with at most the two heaps hakmem keeps, nothing live and the heap walk
+        clean."""
+        if self.heaps is None:
+            return "crash"
+        if self.heap_check != "ok":
+            return "heap_check"
+        if self.live:
+            return "live"
+        if self.heaps > DTOR_HEAPS:
+            return "heaps"
+        return "crash" if self.proc.returncode else ""
+
+    @property
     def clean(self) -> bool:
-        """Exit 0, at most the two heaps hakmem keeps, nothing live, the heap walk clean."""
-        return (self.heaps is not None and self.proc.returncode == 0
-                and self.heaps <= DTOR_HEAPS and self.live == 0 and self.heap_check == "ok")
+        return not self.failure
 
 
 def compile_scenario(build: Build, program: Path, out_dir: Path) -> Path:
