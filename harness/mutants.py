@@ -68,7 +68,8 @@ from harness.libfuzzer import CAMPAIGNS
 from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
-from harness.scenarios import DTOR_PROGRAM, RSS_PROGRAM, compile_scenario, run_dtor, run_rss
+from harness.scenarios import (DTOR_PROGRAM, OOM_PROGRAM, RSS_PROGRAM, compile_scenario, run_dtor,
+                               run_oom, run_rss)
 from harness.scenarios import SCENARIOS as RSS_SCENARIOS
 from harness.toolchain import compiler_name, resolve_compiler
 from harness.triage import run_signature, signature
@@ -300,8 +301,8 @@ def _stress(b: Build, seed: int, reference: dict[str, Footprint]) -> tuple[str, 
 
 def _scenarios(b: Build) -> tuple[str, str] | None:
     """The C scenarios of harness.scenarios, for what no program run reaches: memory given
-    back by the background purge thread (and at a collect), and allocation from a TLS
-    destructor after the thread's exit (no leaked heap)."""
+    back by the background purge thread (and at a collect), allocation from a TLS
+    destructor after the thread's exit (no leaked heap), and every OS request refused."""
     with tempfile.TemporaryDirectory(prefix="hakmem-scenario-") as d:
         rss, dtor = (compile_scenario(b, p, Path(d)) for p in (RSS_PROGRAM, DTOR_PROGRAM))
         for scenario in RSS_SCENARIOS:
@@ -320,6 +321,13 @@ def _scenarios(b: Build) -> tuple[str, str] | None:
             return "timeout", label
         if ended.failure:
             return f"exit:{ended.failure}", label
+        label = "out-of-memory scenario (each OS request refused in turn)"
+        try:
+            swept = run_oom(compile_scenario(b, OOM_PROGRAM, Path(d)), b, REPLAY_TIMEOUT * 4)
+        except subprocess.TimeoutExpired:
+            return "timeout", label
+        if swept.failure:
+            return f"oom:{swept.failure}", label
     return None
 
 

@@ -8,10 +8,18 @@ run in their own process; the suite's tests and the mutation tool's fast tests b
   starts. After everything is freed, RSS must come back within the
   program's bound (8 MiB) of its baseline: by itself (``wait``: the purge thread, polled
   for at most 30 s: a bound, not a timing assertion) or at once after ``hak_collect()``
-  (``collect``), with no block left live.
+  (``collect``), with no block left live; then the heap walk, in a fork child (the purge
+  thread may be inside a pass at any moment; the child is quiescent), the only walk after
+  the purge thread's passes.
 * Allocation after a thread's exit (``tests/exit/dtor_alloc.c``): threads whose TLS
   destructor allocates in every destructor round, the last one included; hakmem must keep
   the main thread's heap and its shared exit heap, nothing more, with no block live.
+* Out of memory (``tests/oom/oom.c``): a fixed workload run once per OS request it makes,
+  that request refused (``hak_fail_os_maps``) with every later one (the kernel out of
+  memory) or alone (a transient failure), each run in a fork child of an empty allocator:
+  a NULL result must come with ENOMEM and a refusal, a failed realloc must keep its block,
+  every block its size, alignment and contents, and after the refusals end everything must
+  allocate again, with the heap walk clean and no block live once all is freed.
 """
 
 from __future__ import annotations
@@ -24,16 +32,17 @@ from pathlib import Path
 from harness import PROJECT_ROOT
 from harness.build import Build, compile_program
 
-__all__ = ["DTOR_PROGRAM", "RSS_PROGRAM", "SCENARIOS", "DtorRun", "RssRun", "compile_scenario",
-           "run_dtor", "run_rss"]
+__all__ = ["DTOR_PROGRAM", "OOM_PROGRAM", "RSS_PROGRAM", "SCENARIOS", "DtorRun", "OomRun",
+           "RssRun", "compile_scenario", "run_dtor", "run_oom", "run_rss"]
 
 RSS_PROGRAM = PROJECT_ROOT / "tests" / "purge" / "rss.c"
 DTOR_PROGRAM = PROJECT_ROOT / "tests" / "exit" / "dtor_alloc.c"
+OOM_PROGRAM = PROJECT_ROOT / "tests" / "oom" / "oom.c"
 SCENARIOS = ("large", "exited", "idle", "mixed", "sparse")
 #: the program's own bound on what may stay resident (its default)
 BOUND_KIB = 8 * 1024
 _LINE = re.compile(r"rss: scenario=\S+ mode=\S+ baseline_kib=(\d+) peak_kib=(\d+) "
-                   r"after_kib=(\d+) waited_ms=(\d+) live=(\d+)")
+                   r"after_kib=(\d+) waited_ms=(\d+) live=(\d+) heap_check=(.*)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +54,7 @@ class RssRun:
     peak_kib: int = 0
     after_kib: int = 0
     live: int = 0
+    heap_check: str = ""
 
     @property
     def output(self) -> str:
@@ -52,10 +62,13 @@ class RssRun:
 
     @property
     def failure(self) -> str:
-        """What went wrong (``crash``, ``live``, ``rss``), or "" when the run exited 0 with
-        nothing live and RSS back within the bound of its baseline."""
+        """What went wrong (``crash``, ``heap_check``, ``live``, ``rss``), or "" when the run
+        exited 0 with nothing live, the heap walk clean and RSS back within the bound of its
+        baseline."""
         if self.baseline_kib is None:
             return "crash"
+        if self.heap_check != "ok":
+            return "heap_check"
         if self.live:
             return "live"
         if self.after_kib > self.baseline_kib + BOUND_KIB:
@@ -105,6 +118,43 @@ class DtorRun:
         return not self.failure
 
 
+_OOM_LINE = re.compile(r"oom: points=(\d+) refused=(\d+) nulls=(\d+) failures=(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class OomRun:
+    """The out-of-memory sweep's run: its process and its totals (points None: it printed
+    none): children run, OS requests refused, NULL results seen, children that failed."""
+
+    proc: subprocess.CompletedProcess[str]
+    points: int | None = None
+    refused: int = 0
+    nulls: int = 0
+    failures: int = 0
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    @property
+    def complaints(self) -> list[str]:
+        """What each failing child said (``oom: child K (MODE): ...``)."""
+        return [ln for ln in self.proc.stdout.splitlines() if ln.startswith("oom: child ")]
+
+    @property
+    def failure(self) -> str:
+        """What went wrong (``crash``, ``child``: a child failed a check or died, see
+        :attr:`complaints`; ``unrefused``: no request was ever refused, so the build ignores
+        ``hak_fail_os_maps``), or "" when every child passed."""
+        if self.points is None:
+            return "crash"
+        if self.failures:
+            return "child"
+        if not self.refused:
+            return "unrefused"
+        return "crash" if self.proc.returncode else ""
+
+
 def compile_scenario(build: Build, program: Path, out_dir: Path) -> Path:
     """A scenario program built against ``build`` (its flags, linked to its library)."""
     return compile_program(build, program, out_dir / f"{program.stem}-{build.name}")
@@ -127,8 +177,8 @@ def run_rss(exe: Path, scenario: str, mode: str, build: Build, decay_ms: int = 5
     m = _LINE.search(proc.stdout)
     if not m:
         return RssRun(proc)
-    baseline, peak, after, _, live = map(int, m.groups())
-    return RssRun(proc, baseline, peak, after, live)
+    baseline, peak, after, _, live = map(int, m.groups()[:5])
+    return RssRun(proc, baseline, peak, after, live, m.group(6).strip())
 
 
 def run_dtor(exe: Path, threads: int, build: Build, timeout: float = 60.0) -> DtorRun:
@@ -139,3 +189,13 @@ def run_dtor(exe: Path, threads: int, build: Build, timeout: float = 60.0) -> Dt
     if not m or int(m.group(1)) != threads:
         return DtorRun(proc)
     return DtorRun(proc, int(m.group(2)), int(m.group(3)), m.group(4).strip())
+
+
+def run_oom(exe: Path, build: Build, timeout: float = 300.0) -> OomRun:
+    """Runs the out-of-memory sweep."""
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, env=_env(build),
+                          timeout=timeout, check=False)
+    m = _OOM_LINE.search(proc.stdout)
+    if not m:
+        return OomRun(proc)
+    return OomRun(proc, *map(int, m.groups()))

@@ -33,6 +33,8 @@ REQUIRED_API: tuple[str, ...] = (
     "hak_heap_check",
     "hak_heap_check_collected",
     "hak_flush_thread",
+    "hak_fail_os_maps",
+    "hak_os_refusals",
     "hak_build_variant",
     "hak_injected_bug",
 )

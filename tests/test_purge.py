@@ -5,7 +5,8 @@ Each RSS scenario of issue 13 (large blocks freed, a dead thread's blocks freed 
 another, an idle owner's blocks freed remotely, a mixed tiny/mid churn freed) runs in its
 own process on the release build: after everything is freed, RSS must come back within
 8 MiB of its baseline, by itself (the purge thread, HAKMEM_DECAY_MS=500; the program polls for
-at most 30 s, a bound and not a timing assertion) and at once after hak_collect(). The
+at most 30 s, a bound and not a timing assertion) and at once after hak_collect(), and the
+heap walk (in a fork child: the purge thread never stops) must then be clean. The
 seeded bug `early_purge` (a purge returning a slab's pages while blocks of it are still
 pending remotely) must lose blocks; the clean build must not.
 """

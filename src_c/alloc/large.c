@@ -106,9 +106,16 @@ static bool table_grow(void)
     return true;
 }
 
+/* Room for one more entry, growing the table if need be; false only when the
+ * OS refused the bigger table. */
+static bool table_reserve(void)
+{
+    return (table_used + table_tombs + 1) * 2 <= table_cap || table_grow();
+}
+
 static bool table_insert(struct large_entry e)
 {
-    if ((table_used + table_tombs + 1) * 2 > table_cap && !table_grow())
+    if (!table_reserve())
         return false;
     table_put_raw(table, table_cap, e);
     table_used++;
@@ -316,8 +323,13 @@ void *hak_large_realloc(void *user, size_t size)
     }
     if ((uintptr_t)user - base == HAK_LARGE_HEADER) {
         hak_large_lock();
-        struct large_entry *e = table_find((uintptr_t)user);
-        void *moved = hak_os_remap((void *)base, map_size, span);
+        /* The moved block's entry must go in once its mapping has moved (or
+         * free and usable_size would no longer know it), and the table may
+         * need to grow for it: grow it first, before the entry is looked up
+         * (a growth moves the entries). A removal and an insertion leave the
+         * table's load as it was, so the insertion below then needs no growth. */
+        struct large_entry *e = table_reserve() ? table_find((uintptr_t)user) : NULL;
+        void *moved = e ? hak_os_remap((void *)base, map_size, span) : NULL;
         if (moved) {
             table_remove(e);
             uintptr_t nuser = (uintptr_t)moved + HAK_LARGE_HEADER;

@@ -132,6 +132,16 @@ void hak_retire_thread(void);
 int hak_size_class(size_t size);
 size_t hak_class_block_size(int size_class);
 
+/* Out-of-memory injection, for tests of the paths a refused mapping takes (an
+ * address-space limit cannot reach them under ASan, whose shadow needs the
+ * address space). Of the requests for memory hakmem makes to the OS from now
+ * on (mmap, mremap), the first `after` go through, the `count` after them fail
+ * as the kernel's ENOMEM would, and later ones go through again; count 0 ends
+ * an earlier injection. */
+void hak_fail_os_maps(unsigned long after, unsigned long count);
+/* Requests for OS memory refused by hak_fail_os_maps since the library loaded. */
+unsigned long hak_os_refusals(void);
+
 /* Name of the bug injected into this build ("" for a clean build). */
 const char *hak_injected_bug(void);
 /* Name of the build variant ("release", "asan", ...). */
