@@ -25,6 +25,12 @@
  *   size     one record's size selector and value copied onto another
  *   thread   one record moved to another thread (a local free becomes remote)
  *   insert   a structural op (barrier, flush, thread exit, collect, fork) inserted
+ *   orphan   a thread exit inserted after an op of its thread, and each later free of a
+ *            block that thread allocated before it given to a thread picked at random (its
+ *            successor included): blocks that outlive their thread come back remotely into
+ *            its abandoned slabs, which adoption and the purge's reclaim then meet with
+ *            frees pending (a thread exit alone leaves the frees where they were: on the
+ *            exiting thread's successor, or on one other thread after a `thread` move)
  *   loop     a loop record inserted before a run of 1-4 records, which becomes its body:
  *            the count up to 2^20, skewed small (most loops short, some long enough
  *            to refill a class thousands of times); an existing loop's count rescaled
@@ -35,6 +41,7 @@
  * A program's schedule record is not an op: the other mutations act on the records
  * after it. Every choice comes from `seed`: a run stays reproducible with -seed.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,12 +51,14 @@
 enum { HEADER = HAKX_HEADER, RECORD = HAKX_RECORD, SLOTS = HAKX_SLOTS, MAX_REPEAT = 16 };
 enum { SCHEDULED = HAKX_HEADER_SCHEDULED };
 enum { OP_BARRIER = HAKX_OP_BARRIER, OP_FLUSH = HAKX_OP_FLUSH, OP_THREAD_EXIT = HAKX_OP_THREAD_EXIT,
-       OP_FORK = HAKX_OP_FORK, OP_COLLECT = HAKX_OP_COLLECT, OP_LOOP = HAKX_OP_LOOP };
+       OP_FORK = HAKX_OP_FORK, OP_COLLECT = HAKX_OP_COLLECT, OP_LOOP = HAKX_OP_LOOP,
+       OP_FREE = HAKX_OP_FREE };
 
 __attribute__((weak)) size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
 struct rng {
     uint64_t s;
+    unsigned threads; /* the program's (its header's): which records share a thread */
 };
 
 static uint32_t next(struct rng *r)
@@ -156,6 +165,46 @@ static size_t insert(uint8_t *data, size_t n, size_t room, struct rng *r)
     return n + 1;
 }
 
+static unsigned opcode(const uint8_t *b)
+{
+    return b[0] % HAKX_NUM_OPCODES;
+}
+
+/* The op puts a block into its slot (as decode.c reads records). */
+static bool allocates(const uint8_t *b)
+{
+    return opcode(b) < OP_FREE;
+}
+
+static size_t orphan(uint8_t *data, size_t n, size_t room, struct rng *r)
+{
+    (void)room;
+    size_t at = below(r, n);
+    unsigned nt = r->threads, t = rec(data, at)[1] % nt;
+    bool held[SLOTS] = {false}; /* slots holding a block thread t allocated */
+    for (size_t i = 0; i <= at; i++) {
+        const uint8_t *b = rec(data, i);
+        if (allocates(b))
+            held[b[2] % SLOTS] = b[1] % nt == t;
+        else if (opcode(b) == OP_FREE)
+            held[b[2] % SLOTS] = false;
+    }
+    open_gap(data, n, at + 1, 1);
+    uint8_t *x = rec(data, at + 1);
+    memset(x, 0, RECORD);
+    x[0] = OP_THREAD_EXIT;
+    x[1] = (uint8_t)t;
+    for (size_t i = at + 2; i <= n; i++) {
+        uint8_t *b = rec(data, i);
+        unsigned slot = b[2] % SLOTS;
+        if (opcode(b) == OP_FREE && held[slot])
+            b[1] = (uint8_t)below(r, nt);
+        if (allocates(b) || opcode(b) == OP_FREE)
+            held[slot] = false;
+    }
+    return n + 1;
+}
+
 /* A loop count field: e = log2 bound, w below it (hakx.h: count = 1 + w % 2^e). The bound
  * is skewed small (e below a pick below a uniform pick): long loops cost their length in
  * every run (half of all loops stay under 3 iterations, about one in 75 passes 4096), and
@@ -233,18 +282,19 @@ static const struct {
     int grows; /* needs room for one more record */
 } mutations[] = {
     {repeat, 1}, {repeat, 1}, {segment, 1}, {erase, 0}, {swap, 0},
-    {size, 0},   {thread, 0}, {insert, 1},  {loop, 1},
+    {size, 0},   {thread, 0}, {insert, 1},  {loop, 1},  {orphan, 1},
 };
 
 /* One record-level mutation of data[0, len) within max_size bytes; returns the
  * new length (header plus whole records). Exported for the harness's tests. */
 size_t hakmem_mutate_records(uint8_t *data, size_t len, size_t max_size, unsigned seed)
 {
-    struct rng r = {seed * 0x9E3779B97F4A7C15ull + 1};
+    struct rng r = {seed * 0x9E3779B97F4A7C15ull + 1, 1};
     if (max_size < HEADER)
         return 0;
     if (len == 0)
         data[0] = 0;
+    r.threads = 1u + data[0] % HAKX_MAX_THREADS;
     size_t n = len > HEADER ? (len - HEADER) / RECORD : 0;
     size_t cap = (max_size - HEADER) / RECORD;
     if (n > cap)

@@ -18,7 +18,10 @@ ones: :func:`harness.build.build`'s ``source=``), and classified:
   reclaim and purge paths, checked by the heap walk after the collect), and random programs
   (lockstep, 1-4 threads, every check on); each of them must also cost no more memory, kept
   memory after a collect, or mmap calls than on the clean build (``footprint:...``: the
-  placement and caching policy no correctness check sees);
+  placement and caching policy no correctness check sees); then the C scenarios of
+  harness.scenarios (memory given back by the purge thread, allocation in TLS destructors
+  after a thread's exit, each OS request refused in turn); then, on a debug build of the
+  mutant, the misuse cases of harness.misuse (a debug build must report each);
 * ``killed_campaign``: ``python -m harness.fuzz --build asan --source ... --stop-on-find``
   found a reproducing crash within ``--budget`` seconds (the check that fired and the
   minimized reproducer are kept);
@@ -65,6 +68,7 @@ from harness.checks import replay
 from harness.child import communicate_or_kill
 from harness.errors import BuildError, UsageError
 from harness.libfuzzer import CAMPAIGNS
+from harness.misuse import CASES, run_case
 from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
@@ -393,6 +397,36 @@ def compile_alone(tree: Path, file: str) -> tuple[str, bool]:
     return "", mutant.read_bytes() == clean.read_bytes()
 
 
+def _build_mutant(variant: str, tree: Path, r: Result) -> Build | None:
+    """The mutant's ``variant`` build, or None with ``r`` classified: it does not compile or
+    link, or it linked and the build's verification rejected it (killed)."""
+    try:
+        return build(variant, source=tree / "src_c")
+    except BuildError as e:
+        first = str(e).splitlines()
+        if " compiling " in first[0] or " linking " in first[0]:
+            r.status = "no_compile"  # e.g. an undefined symbol at link time
+            r.detail = next((ln for ln in first if "error:" in ln), first[0])[:300]
+        else:
+            r.status, r.check, r.by, r.detail = "killed_fast", "build-verify", "build", \
+                first[0][:300]
+        return None
+
+
+def _misuse(debug: Build) -> tuple[str, str] | None:
+    """The first case of harness.misuse the mutant's debug build gets wrong: a misuse it
+    does not report, or the valid control it does not survive."""
+    for case, (_, report) in CASES.items():
+        label = f"misuse case {case} (debug build)"
+        try:
+            got = run_case(debug, case, REPLAY_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "timeout", label
+        if not (got.reported if report else got.survived):
+            return f"misuse:{case}", label
+    return None
+
+
 def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: float,
                reference: dict[str, Footprint] | None = None) -> Result:
     """Builds, tests and classifies one mutant (``reference``: the clean build's
@@ -409,18 +443,15 @@ def run_mutant(m: Mutant, out: Path, budget: float, seed: int, minimize_time: fl
             r.status = "no_compile" if r.detail else "equivalent"
             r.detail = r.detail or "compiles to the very object code of the clean file"
             return r
-        try:
-            b = build(BUILD, source=tree / "src_c")
-        except BuildError as e:
-            first = str(e).splitlines()
-            if " compiling " in first[0] or " linking " in first[0]:
-                r.status = "no_compile"  # e.g. an undefined symbol at link time
-                r.detail = next((ln for ln in first if "error:" in ln), first[0])[:300]
-            else:  # linked, but the post-link verification rejected it
-                r.status, r.check, r.by, r.detail = "killed_fast", "build-verify", "build", \
-                    first[0][:300]
+        b = _build_mutant(BUILD, tree, r)
+        if b is None:
             return r
         killed = fast_tests(b, seed, reference)
+        if killed is None:  # the misuse reports exist on the debug build only
+            debug = _build_mutant("debug", tree, r)
+            if debug is None:
+                return r
+            killed = _misuse(debug)
         if killed is not None:
             r.check, r.by = killed
             r.status = "timeout" if r.check.startswith("timeout") else "killed_fast"
@@ -608,7 +639,7 @@ def _check_clean(seed: int) -> dict[str, Footprint]:
     footprints are the reference."""
     clean = build(BUILD)
     reference = footprints(clean, seed)  # runs (and checks) the stress programs once
-    failed = _regressions(clean) or _scenarios(clean)
+    failed = _regressions(clean) or _scenarios(clean) or _misuse(build("debug"))
     if failed is not None:
         raise UsageError(f"the fast tests fail on the clean {BUILD} build ({failed[1]}: "
                          f"{failed[0]}): fix that before measuring mutants")

@@ -95,6 +95,28 @@ def test_every_kind_of_change_happens(lib):
     assert seen == {"grow", "shrink", "edit", "structural", "collect", "loop", "long loop"}
 
 
+def test_orphan_frees_an_exited_threads_blocks_elsewhere(lib):
+    """`orphan`: a thread exits right after one of its ops, and the later frees of blocks
+    it allocated before that go to threads picked at random (its successor included)."""
+    base = Program(3, (*(Op("malloc", 0, s, 1000) for s in range(4)), Op("malloc", 1, 4, 64),
+                       *(Op("free", 0, s) for s in range(5))))
+    freers = set()
+    for seed in range(1500):
+        out = decode(mutate(lib, encode(base), 513, seed))
+        exits = [i for i, o in enumerate(out.ops) if o.op == "thread_exit"]
+        if len(exits) != 1 or out.ops[exits[0] - 1].thread != out.ops[exits[0]].thread:
+            continue
+        at, who = exits[0], out.ops[exits[0]].thread
+        mine = {o.slot for o in out.ops[:at] if o.op == "malloc" and o.thread == who}
+        later = [o for o in out.ops[at + 1:] if o.op == "free"]
+        if who != 0 or len(mine) < 2 or [o.slot for o in later] != [0, 1, 2, 3, 4]:
+            continue
+        freers |= {(o.slot in mine, o.thread) for o in later}
+    # the orphaned blocks went to every thread, the others stayed with their thread
+    assert {t for m, t in freers if m} == {0, 1, 2}, freers
+    assert {t for m, t in freers if not m} == {0}, freers
+
+
 def test_schedules_are_given_and_varied_and_never_mutated_as_ops(lib):
     plain = Program(3, tuple(Op("malloc", 0, s, 48) for s in range(4))
                     + tuple(Op("free", 1 + s % 2, s) for s in range(4)))

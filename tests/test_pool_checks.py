@@ -10,7 +10,6 @@ search stops there and maps a fresh superslab) all survived."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness import PROJECT_ROOT
-from harness.build import Build, build
+from harness.build import Build
 from harness.checks import replay
 from harness.program import Op, Program
 
@@ -106,22 +105,8 @@ FULL_AHEAD = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Build]:
-    cache: dict[str, Build] = {}
-
-    def get(name: str) -> Build:
-        if name not in cache:
-            file, old, new = BREAKS[name]
-            tree = tmp_path_factory.mktemp(name)
-            shutil.copytree(PROJECT_ROOT / "src_c", tree / "src_c")
-            src = tree / "src_c" / "alloc" / file
-            text = src.read_text()
-            assert text.count(old) == 1, (name, old)
-            src.write_text(text.replace(old, new))
-            cache[name] = build("release", source=tree / "src_c")
-        return cache[name]
-
-    return get
+def broken(edited: Callable[[str, str, str], Build]) -> Callable[[str], Build]:
+    return lambda name: edited(*BREAKS[name])
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
