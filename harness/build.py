@@ -179,11 +179,17 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: folders of src_c/ that no library is built from (the C scenarios, compiled on their own
+#: against a build): a change there rebuilds nothing
+NOT_LIBRARY = ("scenarios",)
+
+
 def _source_digests(src: Path) -> dict[str, str]:
     out = {}
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts) \
+                and rel.parts[0] not in NOT_LIBRARY:
             out[str(rel)] = _sha256_file(p)
     return out
 

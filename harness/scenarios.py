@@ -1,7 +1,7 @@
 """C scenario programs for what op programs cannot reach, built against one hakmem build and
 run in their own process; the suite's tests and the mutation tool's fast tests both run them.
 
-* Memory given back to the OS (``tests/purge/rss.c``): large blocks freed, a dead thread's
+* Memory given back to the OS (``src_c/scenarios/rss.c``): large blocks freed, a dead thread's
   blocks freed by another, an idle owner's blocks freed remotely, a mixed tiny/mid churn
   freed, a sparse heap whose freed units only the purge's madvise gives back (``pending``
   is the seeded-bug check), with the background purge thread on, which no program run
@@ -11,10 +11,10 @@ run in their own process; the suite's tests and the mutation tool's fast tests b
   (``collect``), with no block left live; then the heap walk, in a fork child (the purge
   thread may be inside a pass at any moment; the child is quiescent), the only walk after
   the purge thread's passes.
-* Allocation after a thread's exit (``tests/exit/dtor_alloc.c``): threads whose TLS
+* Allocation after a thread's exit (``src_c/scenarios/dtor_alloc.c``): threads whose TLS
   destructor allocates in every destructor round, the last one included; hakmem must keep
   the main thread's heap and its shared exit heap, nothing more, with no block live.
-* Out of memory (``tests/oom/oom.c``): a fixed workload run once per OS request it makes,
+* Out of memory (``src_c/scenarios/oom.c``): a fixed workload run once per OS request it makes,
   that request refused (``hak_fail_os_maps``) with every later one (the kernel out of
   memory) or alone (a transient failure), each run in a fork child of an empty allocator:
   a NULL result must come with ENOMEM and a refusal, a failed realloc must keep its block,
@@ -35,9 +35,9 @@ from harness.build import Build, compile_program
 __all__ = ["DTOR_PROGRAM", "OOM_PROGRAM", "RSS_PROGRAM", "SCENARIOS", "DtorRun", "OomRun",
            "RssRun", "compile_scenario", "run_dtor", "run_oom", "run_rss"]
 
-RSS_PROGRAM = PROJECT_ROOT / "tests" / "purge" / "rss.c"
-DTOR_PROGRAM = PROJECT_ROOT / "tests" / "exit" / "dtor_alloc.c"
-OOM_PROGRAM = PROJECT_ROOT / "tests" / "oom" / "oom.c"
+RSS_PROGRAM = PROJECT_ROOT / "src_c" / "scenarios" / "rss.c"
+DTOR_PROGRAM = PROJECT_ROOT / "src_c" / "scenarios" / "dtor_alloc.c"
+OOM_PROGRAM = PROJECT_ROOT / "src_c" / "scenarios" / "oom.c"
 SCENARIOS = ("large", "exited", "idle", "mixed", "sparse")
 #: the program's own bound on what may stay resident (its default)
 BOUND_KIB = 8 * 1024

@@ -1,4 +1,4 @@
-"""Out of memory (tests/oom/oom.c): a workload run once per request hakmem makes to the OS,
+"""Out of memory (src_c/scenarios/oom.c): a workload run once per request hakmem makes to the OS,
 that request refused (hak_fail_os_maps) alone or with every later one, each run in a fork
 child of an empty allocator. Every build must survive each refusal: NULL with ENOMEM where
 a request was refused, nothing lost or damaged, allocation again once the OS gives memory,

@@ -1,5 +1,5 @@
-"""Memory given back to the OS (tests/purge/rss.c), and the thread-exit heap leak
-(tests/exit/dtor_alloc.c).
+"""Memory given back to the OS (src_c/scenarios/rss.c), and the thread-exit heap leak
+(src_c/scenarios/dtor_alloc.c).
 
 Each RSS scenario of issue 13 (large blocks freed, a dead thread's blocks freed by
 another, an idle owner's blocks freed remotely, a mixed tiny/mid churn freed) runs in its
