@@ -59,6 +59,8 @@ API void hak_counters_snapshot(void *out) { *(volatile long *)out = 0; }
 API int hak_heap_check(void *r) { *(volatile int *)r = 1; return 1; }
 API int hak_heap_check_collected(void *r) { *(volatile int *)r = 1; return 1; }
 API void hak_flush_thread(void) {}
+API void hak_fail_os_maps(unsigned long a, unsigned long c) { (void)a; (void)c; }
+API unsigned long hak_os_refusals(void) { return 0; }
 API const char *hak_build_variant(void) { return HAK_VARIANT_NAME; }
 API const char *hak_injected_bug(void) { return HAK_INJECT_NAME; }
 """
