@@ -47,6 +47,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import difflib
+import functools
 import json
 import os
 import random
@@ -58,6 +59,7 @@ import tempfile
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +74,8 @@ from harness.misuse import CASES, run_case
 from harness.program import SLOTS, Op, Program, random_program
 from harness.regressions import REGRESSIONS, Regression, git_revision, is_regression_file
 from harness.report import CampaignSummary
-from harness.scenarios import (DTOR_PROGRAM, OOM_PROGRAM, RSS_PROGRAM, compile_scenario, run_dtor,
-                               run_oom, run_rss)
+from harness.scenarios import (DTOR_PROGRAM, OOM_PROGRAM, RSS_PROGRAM, ScenarioRun,
+                               compile_scenario, run_dtor, run_oom, run_rss)
 from harness.scenarios import SCENARIOS as RSS_SCENARIOS
 from harness.toolchain import compiler_name, resolve_compiler
 from harness.triage import run_signature, signature
@@ -303,35 +305,35 @@ def _stress(b: Build, seed: int, reference: dict[str, Footprint]) -> tuple[str, 
     return None
 
 
+def _scenario_failed(kind: str, label: str,
+                     run: Callable[[], ScenarioRun]) -> tuple[str, str] | None:
+    """(``kind:failure`` or ``timeout``, ``label``) when the scenario ``run`` starts fails."""
+    try:
+        got = run()
+    except subprocess.TimeoutExpired:
+        return "timeout", label
+    return (f"{kind}:{got.failure}", label) if got.failure else None
+
+
 def _scenarios(b: Build) -> tuple[str, str] | None:
     """The C scenarios of harness.scenarios, for what no program run reaches: memory given
     back by the background purge thread (and at a collect), allocation from a TLS
     destructor after the thread's exit (no leaked heap), and every OS request refused."""
     with tempfile.TemporaryDirectory(prefix="hakmem-scenario-") as d:
-        rss, dtor = (compile_scenario(b, p, Path(d)) for p in (RSS_PROGRAM, DTOR_PROGRAM))
-        for scenario in RSS_SCENARIOS:
-            for mode in ("wait", "collect"):
-                label = f"purge scenario {scenario} ({mode})"
-                try:
-                    got = run_rss(rss, scenario, mode, b, PURGE_DECAY_MS, REPLAY_TIMEOUT + 30)
-                except subprocess.TimeoutExpired:
-                    return "timeout", label
-                if got.failure:
-                    return f"purge:{got.failure}", label
-        label = f"exit scenario ({DTOR_THREADS} threads allocating in their TLS destructors)"
-        try:
-            ended = run_dtor(dtor, DTOR_THREADS, b, REPLAY_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return "timeout", label
-        if ended.failure:
-            return f"exit:{ended.failure}", label
-        label = "out-of-memory scenario (each OS request refused in turn)"
-        try:
-            swept = run_oom(compile_scenario(b, OOM_PROGRAM, Path(d)), b, REPLAY_TIMEOUT * 4)
-        except subprocess.TimeoutExpired:
-            return "timeout", label
-        if swept.failure:
-            return f"oom:{swept.failure}", label
+        rss, dtor, oom = (compile_scenario(b, p, Path(d))
+                          for p in (RSS_PROGRAM, DTOR_PROGRAM, OOM_PROGRAM))
+        runs = [*((f"purge scenario {scenario} ({mode})", "purge",
+                   functools.partial(run_rss, rss, scenario, mode, b, PURGE_DECAY_MS,
+                                     REPLAY_TIMEOUT + 30))
+                  for scenario in RSS_SCENARIOS for mode in ("wait", "collect")),
+                (f"exit scenario ({DTOR_THREADS} threads allocating in their TLS destructors)",
+                 "exit", functools.partial(run_dtor, dtor, DTOR_THREADS, b, REPLAY_TIMEOUT)),
+                ("out-of-memory scenario (each OS request refused in turn)", "oom",
+                 functools.partial(run_oom, oom, b, REPLAY_TIMEOUT * 4))]
+        for label, kind, run in runs:
+            failed = _scenario_failed(kind, label, run)
+            if failed:
+                return failed
     return None
 
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness import PROJECT_ROOT
 from harness.build import Build, compile_program
 
 __all__ = ["DTOR_PROGRAM", "OOM_PROGRAM", "RSS_PROGRAM", "SCENARIOS", "DtorRun", "OomRun",
-           "RssRun", "compile_scenario", "run_dtor", "run_oom", "run_rss"]
+           "RssRun", "ScenarioRun", "compile_scenario", "run_dtor", "run_oom", "run_rss"]
 
 RSS_PROGRAM = PROJECT_ROOT / "src_c" / "scenarios" / "rss.c"
 DTOR_PROGRAM = PROJECT_ROOT / "src_c" / "scenarios" / "dtor_alloc.c"
@@ -46,10 +47,47 @@ _LINE = re.compile(r"rss: scenario=\S+ mode=\S+ baseline_kib=(\d+) peak_kib=(\d+
 
 
 @dataclasses.dataclass(frozen=True)
-class RssRun:
-    """One scenario's run: its process and the figures it printed (None: it printed none)."""
+class ScenarioRun:
+    """A scenario program's run: its process, and what the figures it printed say."""
 
     proc: subprocess.CompletedProcess[str]
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    @property
+    def printed(self) -> bool:
+        """The program printed its figures (a run that did not crashed or hung)."""
+        raise NotImplementedError
+
+    def faults(self) -> Iterator[tuple[str, bool]]:
+        """(name, whether it happened) for each way the printed figures can fail, in the
+        order they are reported."""
+        raise NotImplementedError
+
+    @property
+    def failure(self) -> str:
+        """The first thing that went wrong: ``crash`` (no figures, or a non-zero exit with
+        none of the program's own faults), or the first of :meth:`faults`; "" when none."""
+        if not self.printed:
+            return "crash"
+        for name, happened in self.faults():
+            if happened:
+                return name
+        return "crash" if self.proc.returncode else ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.failure
+
+
+@dataclasses.dataclass(frozen=True)
+class RssRun(ScenarioRun):
+    """One memory-return scenario's run and its figures (baseline None: it printed none).
+    Faults: ``heap_check`` (the walk after it), ``live`` (blocks left), ``rss`` (RSS not
+    back within the bound of its baseline)."""
+
     baseline_kib: int | None = None
     peak_kib: int = 0
     after_kib: int = 0
@@ -57,27 +95,13 @@ class RssRun:
     heap_check: str = ""
 
     @property
-    def output(self) -> str:
-        return self.proc.stdout + self.proc.stderr
+    def printed(self) -> bool:
+        return self.baseline_kib is not None
 
-    @property
-    def failure(self) -> str:
-        """What went wrong (``crash``, ``heap_check``, ``live``, ``rss``), or "" when the run
-        exited 0 with nothing live, the heap walk clean and RSS back within the bound of its
-        baseline."""
-        if self.baseline_kib is None:
-            return "crash"
-        if self.heap_check != "ok":
-            return "heap_check"
-        if self.live:
-            return "live"
-        if self.after_kib > self.baseline_kib + BOUND_KIB:
-            return "rss"
-        return "crash" if self.proc.returncode else ""
-
-    @property
-    def gave_back(self) -> bool:
-        return not self.failure
+    def faults(self) -> Iterator[tuple[str, bool]]:
+        yield "heap_check", self.heap_check != "ok"
+        yield "live", self.live > 0
+        yield "rss", self.after_kib > (self.baseline_kib or 0) + BOUND_KIB
 
 
 _DTOR_LINE = re.compile(r"threads=(\d+) heaps=(\d+) live=(\d+) heap_check=(.*)")
@@ -86,55 +110,38 @@ DTOR_HEAPS = 2
 
 
 @dataclasses.dataclass(frozen=True)
-class DtorRun:
-    """dtor_alloc's run: its process and what it printed (heaps None: it printed nothing)."""
+class DtorRun(ScenarioRun):
+    """dtor_alloc's run and its figures (heaps None: it printed nothing). Faults:
+    ``heap_check``, ``live``, ``heaps`` (more than the two heaps hakmem keeps)."""
 
-    proc: subprocess.CompletedProcess[str]
     heaps: int | None = None
     live: int = 0
     heap_check: str = ""
 
     @property
-    def output(self) -> str:
-        return self.proc.stdout + self.proc.stderr
+    def printed(self) -> bool:
+        return self.heaps is not None
 
-    @property
-    def failure(self) -> str:
-        """What went wrong (``crash``, ``heap_check``, ``live``, ``heaps``), or "" when the
-        run exited 0 with at most the two heaps hakmem keeps, nothing live and the heap walk
-        clean."""
-        if self.heaps is None:
-            return "crash"
-        if self.heap_check != "ok":
-            return "heap_check"
-        if self.live:
-            return "live"
-        if self.heaps > DTOR_HEAPS:
-            return "heaps"
-        return "crash" if self.proc.returncode else ""
-
-    @property
-    def clean(self) -> bool:
-        return not self.failure
+    def faults(self) -> Iterator[tuple[str, bool]]:
+        yield "heap_check", self.heap_check != "ok"
+        yield "live", self.live > 0
+        yield "heaps", (self.heaps or 0) > DTOR_HEAPS
 
 
 _OOM_LINE = re.compile(r"oom: points=(\d+) refused=(\d+) nulls=(\d+) failures=(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
-class OomRun:
-    """The out-of-memory sweep's run: its process and its totals (points None: it printed
-    none): children run, OS requests refused, NULL results seen, children that failed."""
+class OomRun(ScenarioRun):
+    """The out-of-memory sweep's run and its totals (points None: it printed none):
+    children run, OS requests refused, NULL results seen, children that failed. Faults:
+    ``child`` (a child failed a check or died, see :attr:`complaints`), ``unrefused`` (no
+    request was ever refused: the build ignores ``hak_fail_os_maps``)."""
 
-    proc: subprocess.CompletedProcess[str]
     points: int | None = None
     refused: int = 0
     nulls: int = 0
     failures: int = 0
-
-    @property
-    def output(self) -> str:
-        return self.proc.stdout + self.proc.stderr
 
     @property
     def complaints(self) -> list[str]:
@@ -142,17 +149,12 @@ class OomRun:
         return [ln for ln in self.proc.stdout.splitlines() if ln.startswith("oom: child ")]
 
     @property
-    def failure(self) -> str:
-        """What went wrong (``crash``, ``child``: a child failed a check or died, see
-        :attr:`complaints`; ``unrefused``: no request was ever refused, so the build ignores
-        ``hak_fail_os_maps``), or "" when every child passed."""
-        if self.points is None:
-            return "crash"
-        if self.failures:
-            return "child"
-        if not self.refused:
-            return "unrefused"
-        return "crash" if self.proc.returncode else ""
+    def printed(self) -> bool:
+        return self.points is not None
+
+    def faults(self) -> Iterator[tuple[str, bool]]:
+        yield "child", self.failures > 0
+        yield "unrefused", self.refused == 0
 
 
 def compile_scenario(build: Build, program: Path, out_dir: Path) -> Path:

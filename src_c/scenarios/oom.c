@@ -217,13 +217,21 @@ static void release_all(void)
         release(&large[i]);
 }
 
-static int child(unsigned long after, unsigned long count)
+/* What a child tells its parent: OS requests refused, NULL results seen. */
+struct figures {
+    unsigned long refused, nulls;
+};
+
+/* The workload with OS requests refused from request `after` on (`count` of
+ * them), then the checks; writes its figures to `out` and returns its exit
+ * status (a failed check exits at once, FAILED). */
+static int child(unsigned long after, unsigned long count, int out)
 {
     hak_fail_os_maps(after, count);
     workload();
     release_all();
     hak_fail_os_maps(0, 0);
-    unsigned long refused = hak_os_refusals();
+    struct figures f = {hak_os_refusals(), nulls};
     recovery();
     hak_collect();
     struct hak_heap_report r;
@@ -233,7 +241,36 @@ static int child(unsigned long after, unsigned long count)
     hak_counters_snapshot(&c);
     if (c.live_total)
         fail("%llu blocks live after every block was freed", (unsigned long long)c.live_total);
-    return refused ? PASSED : UNREFUSED;
+    ssize_t ignored = write(out, &f, sizeof f);
+    (void)ignored;
+    return f.refused ? PASSED : UNREFUSED;
+}
+
+/* Child `point` in a fork; its exit status (FAILED when it failed or died,
+ * which it or this says) and its figures. */
+static int run_point(unsigned long count, struct figures *f)
+{
+    int fd[2];
+    fflush(stdout);
+    if (pipe(fd))
+        exit(2);
+    pid_t pid = fork();
+    if (pid < 0)
+        exit(2);
+    if (pid == 0) {
+        close(fd[0]);
+        _exit(child(point, count, fd[1]));
+    }
+    close(fd[1]);
+    ssize_t got = read(fd[0], f, sizeof *f);
+    close(fd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) {
+        printf("oom: child %u (%s): died of signal %d\n", point, mode_name, WTERMSIG(status));
+        return FAILED;
+    }
+    return got == (ssize_t)sizeof *f ? WEXITSTATUS(status) : FAILED;
 }
 
 int main(int argc, char **argv)
@@ -247,43 +284,13 @@ int main(int argc, char **argv)
     } modes[] = {{"all", (unsigned long)-1}, {"one", 1}};
     for (size_t m = 0; m < 2; m++) {
         mode_name = modes[m].name;
-        for (point = 0; point < max_points; point++) {
-            fflush(stdout);
-            int fd[2];
-            if (pipe(fd))
-                return 2;
-            pid_t pid = fork();
-            if (pid < 0)
-                return 2;
-            if (pid == 0) {
-                close(fd[0]);
-                int status = child(point, modes[m].count);
-                unsigned long figures[2] = {hak_os_refusals(), nulls};
-                ssize_t ignored = write(fd[1], figures, sizeof figures);
-                (void)ignored;
-                _exit(status);
-            }
-            close(fd[1]);
-            unsigned long figures[2] = {0, 0};
-            ssize_t got = read(fd[0], figures, sizeof figures);
-            close(fd[0]);
-            int status;
-            waitpid(pid, &status, 0);
-            points++;
-            if (WIFSIGNALED(status)) {
-                printf("oom: child %u (%s): died of signal %d\n", point, mode_name,
-                       WTERMSIG(status));
-                failures++;
-                continue;
-            }
-            if (WEXITSTATUS(status) == FAILED || got != (ssize_t)sizeof figures) {
-                failures++;
-                continue;
-            }
-            refused += figures[0];
-            null_results += figures[1];
-            if (WEXITSTATUS(status) == UNREFUSED)
-                break;
+        int status = PASSED;
+        for (point = 0; point < max_points && status != UNREFUSED; point++, points++) {
+            struct figures f = {0, 0};
+            status = run_point(modes[m].count, &f);
+            failures += status == FAILED;
+            refused += f.refused;
+            null_results += f.nulls;
         }
     }
     printf("oom: points=%u refused=%lu nulls=%lu failures=%u\n", points, refused, null_results,

@@ -86,8 +86,11 @@ static void heap_check_in_child(char *out, size_t size)
     int status = 0;
     if (pid > 0)
         waitpid(pid, &status, 0);
-    if (n <= 0)
-        snprintf(out, size, "no report: the child %s %d", WIFSIGNALED(status) ? "died of signal" : "exited",
+    if (pid < 0)
+        snprintf(out, size, "fork failed");
+    else if (n <= 0)
+        snprintf(out, size, "no report: the child %s %d",
+                 WIFSIGNALED(status) ? "died of signal" : "exited",
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     else
         out[n] = '\0';
