@@ -1,6 +1,7 @@
 """Out of memory (src_c/scenarios/oom.c): a workload run once per request hakmem makes to the OS,
 that request refused (hak_fail_os_maps) alone or with every later one, each run in a fork
-child of an empty allocator. Every build must survive each refusal: NULL with ENOMEM where
+child of an empty allocator (with six worker threads alive together, and a fork while they
+live). Every build must survive each refusal: NULL with ENOMEM where
 a request was refused, nothing lost or damaged, allocation again once the OS gives memory,
 the heap walk clean and no block live at the end.
 
@@ -56,6 +57,11 @@ BREAKS = {
     # a collect leaves the caller's caches as they are: the walk after it sees them
     "no_flush": ("purge.c", "        hak_heap_flush_all(heap);\n", "",
                  "heap walk after the collect"),
+    # a fork child keeps its dead threads' heaps as they were, their slabs still theirs
+    "fork_keeps_heaps": ("heap.c", "            abandon_locked(heap);\n            if (!HAK_INJECT"
+                         "_FORK_UNLOCKED)\n                hak_heap_unlock(heap);",
+                         "            if (!HAK_INJECT_FORK_UNLOCKED)\n                hak_heap_"
+                         "unlock(heap);", "fork child"),
     # hak_fail_os_maps is ignored: the sweep must not pass for want of refusals
     "unrefused": ("os.c", "    if (HAK_LIKELY(!atomic_load_explicit(&fail_count, "
                   "memory_order_relaxed)))\n        return false;",

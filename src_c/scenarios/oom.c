@@ -27,6 +27,7 @@
  * and exits 0 when no child failed.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +41,10 @@
 #include "hakmem_debug.h"
 
 enum { SLOTS = 16, BULK_TINY = 2600, BULK_LARGE = 8, TOMBSTONES = 102 };
+/* Workers: with the main thread's, two heap mappings' worth of heaps (four
+ * heaps per mapping); each allocates WORKER_SIZES blocks and frees REMOTE of
+ * the main thread's. */
+enum { WORKERS = 6, WORKER_SIZES = 3, REMOTE = 16 };
 enum { PASSED = 0, FAILED = 1, UNREFUSED = 3 };
 static const size_t MIB = (size_t)1 << 20;
 
@@ -50,6 +55,7 @@ struct block {
 };
 
 static struct block slot[SLOTS], tiny[BULK_TINY], large[BULK_LARGE];
+static struct block owned[WORKERS][WORKER_SIZES], late;
 static unsigned nulls;
 static const char *mode_name;
 static unsigned point;
@@ -151,6 +157,109 @@ static void release(struct block *b)
     b->p = NULL;
 }
 
+/* ---- workers and a fork, taking turns so the OS requests keep their order -- */
+
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_moved = PTHREAD_COND_INITIALIZER;
+/* Turns the main thread gave, turns the workers finished. */
+static unsigned given, finished;
+static pthread_key_t late_key;
+
+static void wait_for(const unsigned *counter, unsigned value)
+{
+    pthread_mutex_lock(&turn_lock);
+    while (*counter < value)
+        pthread_cond_wait(&turn_moved, &turn_lock);
+    pthread_mutex_unlock(&turn_lock);
+}
+
+static void advance(unsigned *counter)
+{
+    pthread_mutex_lock(&turn_lock);
+    ++*counter;
+    pthread_cond_broadcast(&turn_moved);
+    pthread_mutex_unlock(&turn_lock);
+}
+
+/* A destructor of a key newer than hakmem's, so it runs after hakmem gave the
+ * thread's heap back: the block comes from the exit heap. */
+static void late_allocation(void *unused)
+{
+    (void)unused;
+    allocate(&late, 1000, 16, false);
+}
+
+/* REMOTE of the main thread's tiny blocks from `first` on (odd ones: the
+ * workload frees the even ones itself). */
+static void free_tiny(unsigned first)
+{
+    for (unsigned j = 0; j < REMOTE; j++)
+        release(&tiny[1 + 2 * (first + j)]);
+}
+
+static void *worker(void *arg)
+{
+    static const size_t sizes[WORKER_SIZES] = {1000, 20000, 300000};
+    unsigned t = (unsigned)(uintptr_t)arg;
+    wait_for(&given, t + 1);
+    for (unsigned i = 0; i < WORKER_SIZES; i++)
+        allocate(&owned[t][i], sizes[i], 16, false);
+    free_tiny(t * REMOTE);
+    if (t == 0)
+        pthread_setspecific(late_key, &late);
+    advance(&finished);
+    wait_for(&given, WORKERS + t + 1);
+    return NULL;
+}
+
+/* A fork child while the workers are alive: its fork gave their heaps back,
+ * and it frees their blocks, allocates, and walks the heap. */
+static void fork_with_workers(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork failed");
+    if (pid == 0) {
+        for (unsigned t = 0; t < WORKERS; t++)
+            for (unsigned i = 0; i < WORKER_SIZES; i++)
+                release(&owned[t][i]);
+        struct block b;
+        allocate(&b, 1000, 16, false);
+        release(&b);
+        allocate(&b, 20000, 16, false);
+        release(&b);
+        free_tiny(WORKERS * REMOTE);
+        hak_collect();
+        struct hak_heap_report r;
+        if (!hak_heap_check_collected(&r))
+            fail("the fork child's heap walk: %s", r.message);
+        _exit(PASSED);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != PASSED)
+        fail("the fork child made with the workers alive failed (status %#x)", status);
+}
+
+static void workers_and_fork(void)
+{
+    pthread_t thread[WORKERS];
+    if (pthread_key_create(&late_key, late_allocation))
+        fail("pthread_key_create failed");
+    for (unsigned t = 0; t < WORKERS; t++)
+        if (pthread_create(&thread[t], NULL, worker, (void *)(uintptr_t)t))
+            fail("pthread_create failed");
+    for (unsigned t = 0; t < WORKERS; t++) {
+        advance(&given);
+        wait_for(&finished, t + 1);
+    }
+    fork_with_workers();
+    for (unsigned t = 0; t < WORKERS; t++) {
+        advance(&given);
+        pthread_join(thread[t], NULL);
+    }
+}
+
 static void workload(void)
 {
     allocate(&slot[0], 16, 16, false);
@@ -184,6 +293,7 @@ static void workload(void)
         allocate(&large[i], 70000, 16, false);
     for (unsigned i = 0; i < 2 * BULK_LARGE; i++)
         reallocate(&large[i % BULK_LARGE], 70000 << (1 + i / BULK_LARGE));
+    workers_and_fork();
     for (unsigned i = 0; i < BULK_TINY; i += 2)
         release(&tiny[i]);
     reallocate(&slot[6], MIB);
@@ -215,6 +325,10 @@ static void release_all(void)
         release(&tiny[i]);
     for (unsigned i = 0; i < BULK_LARGE; i++)
         release(&large[i]);
+    for (unsigned t = 0; t < WORKERS; t++)
+        for (unsigned i = 0; i < WORKER_SIZES; i++)
+            release(&owned[t][i]);
+    release(&late);
 }
 
 /* What a child tells its parent: OS requests refused, NULL results seen. */
