@@ -63,9 +63,9 @@ every flag:
   --minimize-time S time budget for minimizing each distinct crash (default 300)
   --stop-on-find    stop fuzzing at the first crash that reproduces in a fresh process
                     (it is still minimized and written); for time-to-detect measurements.
-                    Fuzzes in-process whatever --jobs says, waits for each crash's triage,
-                    and turns to fork mode after a crash that only failed in the state
-                    earlier inputs left behind
+                    Fuzzes in-process whatever --jobs says and waits for each crash's
+                    triage; one that does not reproduce alone (a one-time crasher) restarts
+                    libFuzzer on the corpus like any crash (a crash loop: fork mode)
   --ignore-known    minimize and write crashes even when regressions/ already keeps their
                     signature (dedupe only within --regressions and this campaign)
   --no-seeds        start from the corpus folder alone: no fuzz/seeds inputs and no seed

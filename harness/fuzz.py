@@ -283,10 +283,11 @@ class _Run:
         outlives its crashes. Otherwise libFuzzer runs in-process and every crash (timeout,
         OOM) ends it, its input already in crashes/; it is started again on the corpus,
         until a crash loop (:meth:`crash_loop`) turns the rest of the budget to fork mode.
-        ``--stop-on-find`` instead waits for each crash's triage and stops at the first
-        that reproduces; if one does not reproduce in a fresh process, it depended on the
-        state earlier inputs left in the process (and a restart would replay the corpus
-        into it again): the rest of the budget is fuzzed in fork mode."""
+        ``--stop-on-find`` also waits for each crash's triage and stops at the first that
+        reproduces. One that does not (a one-time crasher: it needed the state earlier
+        inputs left in the process, or the moment) restarts libFuzzer in-process like any
+        other crash: fork mode costs a fresh process per job, and a restart whose corpus
+        replay rebuilds that state dies quickly again, which is a crash loop."""
         fork, rc = self.c.opts.jobs > 1 and not self.c.opts.stop_on_find, 0
         try:
             while True:
@@ -317,8 +318,6 @@ class _Run:
     def fork_reason(self, end: _Exit) -> str:
         """Why the run after ``end`` (a crashed in-process run) fuzzes in fork mode; empty:
         it restarts in-process."""
-        if self.c.opts.stop_on_find:
-            return "its crash did not reproduce alone"
         self.dead = self.dead + 1 if end.fuzzed_s is None else 0
         quick = end.fuzzed_s is None or end.fuzzed_s < QUICK_RUN_S
         self.quick = self.quick + 1 if quick else 0

@@ -171,8 +171,9 @@ def test_crash_loop_turns_to_fork_mode(tmp_path):
 
 def _drive(exits: list[_Exit], *argv: str,
            interrupt: bool = False) -> tuple[tuple[int, bool], list[bool], _Run]:
-    """drive() over libFuzzer runs (stubbed) that end as ``exits`` say: its result, and
-    whether each run it started was in fork mode; ``interrupt``: a SIGTERM (as the driver
+    """drive() over libFuzzer runs (stubbed) that end as ``exits`` say, none of whose
+    crashes reproduces in a fresh process: its result, and whether each run it started was
+    in fork mode; ``interrupt``: a SIGTERM (as the driver
     raises it) arrives between the first two runs."""
     def say(text: str) -> None:
         if interrupt and "starting it again" in text:
@@ -186,6 +187,7 @@ def _drive(exits: list[_Exit], *argv: str,
         forks.append(fork)
         return next(ends)
     run.one_libfuzzer = one_libfuzzer
+    run.reproduced = lambda: False  # --stop-on-find: no crash reproduces alone
     return run.drive(), forks, run
 
 
@@ -204,6 +206,15 @@ def test_in_process_restarts_until_a_crash_loop(exits, forks, why):
     result, started, run = _drive(exits)
     assert result == (0, False) and started == forks
     assert why in run.fork_fallback if why else not run.fork_fallback
+
+
+def test_a_one_time_crasher_under_stop_on_find_restarts_in_process():
+    # Its crash did not reproduce in a fresh process (the stub's triage never reproduces):
+    # fuzzing goes on in-process (fork mode ran 14-34 execs/s where in-process ran 45-80),
+    # and only a crash loop turns to fork mode.
+    result, started, run = _drive([CRASH, QUICK, QUICK, QUICK, DONE], "--stop-on-find")
+    assert result == (0, False) and started == [False, False, False, False, True]
+    assert "3 runs in a row" in run.fork_fallback
 
 
 def test_jobs_fork_from_the_start_and_an_interrupt_between_runs_ends_fuzzing():
