@@ -58,14 +58,23 @@ PROGRAM = Program(2, (Op("malloc", 0, 1, 48), Op("malloc", 1, 2, 5000), Op("fork
                       Op("free", 0, 1)))
 
 
-@pytest.mark.parametrize("fixture, check", [
-    ("forkdup", "fork:integrity"), ("forkcrash", "fork:crash"), ("forkhang", "fork:hang")])
-def test_fork_checks_fire_on_a_broken_child(built, tmp_path, fixture, check):
+@pytest.mark.parametrize("fixture, check, says, env", [
+    ("forkdup", "fork:integrity", "was overwritten", {}),
+    ("forkcrash", "fork:crash", "died of signal", {}),
+    # the child reports its own hang, with the stack it hangs in
+    ("forkhang", "fork:hang", "still running after 1125 ms, at: (libc", {}),
+    # a child that cannot (SIGALRM blocked) is ended by the parent's wait
+    ("forkhang", "fork:hang", "did not report within 1500 ms", {"FX_DEAF": "1"})])
+def test_fork_checks_fire_on_a_broken_child(built, tmp_path, fixture, check, says, env):
     out = replay(PROGRAM, built("release"), target=Target(build_fixture(fixture, tmp_path),
                                                           "fx_"),
-                 env={"HAKX_FORK_TIMEOUT_MS": "1500"}, timeout=60)
+                 env={"HAKX_FORK_TIMEOUT_MS": "1500", **env}, timeout=60)
     assert out.name == check, out.describe()
     assert out.verdict is not None and out.verdict.program_op == 2
+    assert says in out.verdict.message, out.verdict.message
+    if fixture == "forkhang" and not env:
+        assert "pthread_mutex_lock" in out.verdict.message
+        assert "fx_malloc" in out.verdict.message
 
 
 @pytest.mark.parametrize("variant", ["release", "asan"])

@@ -10,8 +10,13 @@
  * It reports "<check>\t<message>" through a pipe and _exits. The parent waits for the
  * report at most HX_FORK_TIMEOUT_MS: a child that crashes (fork:crash), hangs (fork:hang:
  * a lock held by a thread that does not exist in the child) or reports a failure
- * (fork:<check>) is a finding. The parent goes on either way. */
+ * (fork:<check>) is a finding. The parent goes on either way. A child still running at
+ * three quarters of that wait reports the hang itself, with the stack of the thread it
+ * was working on: where a child hangs is the first question a fork:hang raises, and a
+ * one-time hang cannot be replayed to answer it. */
+#include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -19,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +104,97 @@ struct batch_job {
     bool ok;
 };
 
+/* ---- the child's own hang report (async-signal context: no stdio, no allocation) ---- */
+
+enum { HANG_FRAMES = 24 };
+static int hang_fd = -1;
+static char hang_head[64];
+
+struct text {
+    char *p, *end;
+};
+
+static void put(struct text *t, const char *s)
+{
+    while (*s && t->p < t->end)
+        *t->p++ = *s++;
+}
+
+static void put_hex(struct text *t, uintptr_t v)
+{
+    char digits[2 * sizeof v + 1];
+    int n = (int)sizeof digits - 1;
+    digits[n] = 0;
+    do {
+        digits[--n] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    put(t, "0x");
+    put(t, digits + n);
+}
+
+/* One frame as symbol+offset (object+offset), the object's offset being what addr2line
+ * takes when the symbol is a static function's nearest exported neighbour. */
+static void put_frame(struct text *t, void *pc)
+{
+    Dl_info info;
+    if (!dladdr(pc, &info) || !info.dli_fname) {
+        put_hex(t, (uintptr_t)pc);
+        return;
+    }
+    if (info.dli_sname) {
+        put(t, info.dli_sname);
+        put(t, "+");
+        put_hex(t, (uintptr_t)pc - (uintptr_t)info.dli_saddr);
+        put(t, " ");
+    }
+    const char *base = strrchr(info.dli_fname, '/');
+    put(t, "(");
+    put(t, base ? base + 1 : info.dli_fname);
+    put(t, "+");
+    put_hex(t, (uintptr_t)pc - (uintptr_t)info.dli_fbase);
+    put(t, ")");
+}
+
+static void report_hang(int sig)
+{
+    (void)sig;
+    void *frames[HANG_FRAMES];
+    int n = backtrace(frames, HANG_FRAMES);
+    char msg[sizeof ((struct hakx_verdict *)0)->message];
+    struct text t = {msg, msg + sizeof msg - 1};
+    put(&t, hang_head);
+    for (int k = 2; k < n; k++) { /* past this handler and the signal trampoline */
+        put_frame(&t, frames[k]);
+        if (k + 1 < n)
+            put(&t, " <- ");
+    }
+    *t.p++ = 0;
+    for (const char *p = msg; p < t.p;) {
+        ssize_t w = write(hang_fd, p, (size_t)(t.p - p));
+        if (w <= 0)
+            break;
+        p += w;
+    }
+    _exit(0);
+}
+
+/* SIGALRM at three quarters of the parent's wait runs report_hang. backtrace() is called
+ * once first: its first call loads the unwinder, which a hung child may not manage. */
+static void arm_hang_report(int fd, int timeout_ms)
+{
+    void *warm[1];
+    backtrace(warm, 1);
+    hang_fd = fd;
+    int ms = timeout_ms * 3 / 4;
+    snprintf(hang_head, sizeof hang_head, "hang\tstill running after %d ms, at: ", ms);
+    struct sigaction sa = {.sa_handler = report_hang};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {.it_value = {ms / 1000, (ms % 1000) * 1000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
 static void *batch_thread(void *arg)
 {
     struct batch_job *job = arg;
@@ -112,15 +209,23 @@ static bool check_thread_batch(struct hx_run *r, char *msg, size_t len)
 {
     struct batch_job job = {r, msg, len, true};
     pthread_t th;
-    if (pthread_create(&th, NULL, batch_thread, &job) == 0)
+    if (pthread_create(&th, NULL, batch_thread, &job) == 0) {
+        /* the hang report is that thread's to make: its stack is the one that matters */
+        sigset_t alarm, old;
+        sigemptyset(&alarm);
+        sigaddset(&alarm, SIGALRM);
+        pthread_sigmask(SIG_BLOCK, &alarm, &old);
         pthread_join(th, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     return job.ok;
 }
 
-static void child(struct hx_run *r, int fd)
+static void child(struct hx_run *r, int fd, int timeout_ms)
 {
     char msg[sizeof r->verdict->message] = "";
     bool ok = true;
+    arm_hang_report(fd, timeout_ms);
     if (r->tg->hakmem && hak_heap_check) {
         struct hak_heap_report rep;
         if (!hak_heap_check(&rep))
@@ -135,6 +240,7 @@ static void child(struct hx_run *r, int fd)
     if (ok)
         ok = !r->tg->hakmem || !hak_heap_check || hak_heap_check(&(struct hak_heap_report){0}) ||
              report(msg, sizeof msg, "heap_check", "after the child's own batch");
+    setitimer(ITIMER_REAL, &(struct itimerval){0}, NULL);
     if (ok)
         snprintf(msg, sizeof msg, "ok\t");
     ssize_t left = (ssize_t)strlen(msg) + 1; /* the NUL: the report is complete */
@@ -233,13 +339,13 @@ void hx_fork(struct hx_run *r, size_t i, int t)
         hx_error(r, "fork failed: %s", strerror(errno));
         return;
     }
+    int timeout_ms = fork_timeout_ms();
     if (pid == 0) {
         close(fds[0]);
-        child(r, fds[1]);
+        child(r, fds[1], timeout_ms);
     }
     close(fds[1]);
     char buf[sizeof r->verdict->message + 40];
-    int timeout_ms = fork_timeout_ms();
     bool in_time = read_report(fds[0], buf, sizeof buf, timeout_ms);
     close(fds[0]);
     judge(r, i, t, pid, timeout_ms, in_time, buf);
