@@ -8,12 +8,12 @@
  *   - any target: a batch across tiny, mid and large sizes allocates, fills, verifies
  *     and frees, on the forking thread and then on a thread the child starts.
  * It reports "<check>\t<message>" through a pipe and _exits. The parent waits for the
- * report at most HX_FORK_TIMEOUT_MS: a child that crashes (fork:crash), hangs (fork:hang:
- * a lock held by a thread that does not exist in the child) or reports a failure
- * (fork:<check>) is a finding. The parent goes on either way. A child still running at
- * three quarters of that wait reports the hang itself, with the stack of the thread it
- * was working on: where a child hangs is the first question a fork:hang raises, and a
- * one-time hang cannot be replayed to answer it. */
+ * report: a child that crashes (fork:crash), hangs (fork:hang: a lock held by a thread
+ * that does not exist in the child) or reports a failure (fork:<check>) is a finding. The
+ * parent goes on either way. A child still running after HX_FORK_TIMEOUT_MS reports the
+ * hang itself, with the stack of the thread it was working on: where a child hangs is
+ * the first question a fork:hang raises, and a one-time hang cannot be replayed to answer
+ * it. The parent waits HX_FORK_GRACE_MS longer for that report, then ends the child. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <execinfo.h>
@@ -32,9 +32,12 @@
 
 #pragma weak hak_heap_check
 
-/* How long the parent waits for a child's report (HAKX_FORK_TIMEOUT_MS overrides it: tests
- * of the hang check): long enough for a sanitized child's batch on a loaded machine. */
+/* How long a child may take before it reports a hang (HAKX_FORK_TIMEOUT_MS overrides it:
+ * tests of the hang check): long enough for a sanitized child's batch on a loaded
+ * machine. */
 #define HX_FORK_TIMEOUT_MS 20000
+/* How much longer the parent waits for a hung child's own report. */
+#define HX_FORK_GRACE_MS 5000
 
 static int fork_timeout_ms(void)
 {
@@ -179,14 +182,14 @@ static void report_hang(int sig)
     _exit(0);
 }
 
-/* SIGALRM at three quarters of the parent's wait runs report_hang. backtrace() is called
+/* SIGALRM after timeout_ms runs report_hang. backtrace() is called
  * once first: its first call loads the unwinder, which a hung child may not manage. */
 static void arm_hang_report(int fd, int timeout_ms)
 {
     void *warm[1];
     backtrace(warm, 1);
     hang_fd = fd;
-    int ms = timeout_ms * 3 / 4;
+    int ms = timeout_ms;
     snprintf(hang_head, sizeof hang_head, "hang\tstill running after %d ms, at: ", ms);
     struct sigaction sa = {.sa_handler = report_hang};
     sigemptyset(&sa.sa_mask);
@@ -346,9 +349,10 @@ void hx_fork(struct hx_run *r, size_t i, int t)
     }
     close(fds[1]);
     char buf[sizeof r->verdict->message + 40];
-    bool in_time = read_report(fds[0], buf, sizeof buf, timeout_ms);
+    int wait_ms = timeout_ms + HX_FORK_GRACE_MS;
+    bool in_time = read_report(fds[0], buf, sizeof buf, wait_ms);
     close(fds[0]);
-    judge(r, i, t, pid, timeout_ms, in_time, buf);
+    judge(r, i, t, pid, wait_ms, in_time, buf);
 }
 
 void hx_fork_reap(struct hx_run *r)
