@@ -157,6 +157,15 @@ static void release(struct block *b)
     b->p = NULL;
 }
 
+/* A collect, then the heap walk with what the collect promises. */
+static void collect_and_walk(const char *what)
+{
+    hak_collect();
+    struct hak_heap_report r;
+    if (!hak_heap_check_collected(&r))
+        fail("%s: %s", what, r.message);
+}
+
 /* ---- workers and a fork, taking turns so the OS requests keep their order -- */
 
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -230,10 +239,7 @@ static void fork_with_workers(void)
         allocate(&b, 20000, 16, false);
         release(&b);
         free_tiny(WORKERS * REMOTE);
-        hak_collect();
-        struct hak_heap_report r;
-        if (!hak_heap_check_collected(&r))
-            fail("the fork child's heap walk: %s", r.message);
+        collect_and_walk("the fork child's heap walk");
         _exit(PASSED);
     }
     int status;
@@ -347,10 +353,7 @@ static int child(unsigned long after, unsigned long count, int out)
     hak_fail_os_maps(0, 0);
     struct figures f = {hak_os_refusals(), nulls};
     recovery();
-    hak_collect();
-    struct hak_heap_report r;
-    if (!hak_heap_check_collected(&r))
-        fail("heap walk after the collect: %s", r.message);
+    collect_and_walk("heap walk after the collect");
     struct hak_counters c;
     hak_counters_snapshot(&c);
     if (c.live_total)
