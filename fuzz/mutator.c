@@ -12,7 +12,7 @@
  *
  * Why C and a preloaded library: libFuzzer binds its weak reference to
  * LLVMFuzzerCustomMutator when its own library is loaded. Under asan the
- * campaign preloads libFuzzer (atheris's asan_with_fuzzer.so), long before
+ * campaign preloads libFuzzer (merged into ASan's runtime), long before
  * atheris could register a Python mutator, so harness.fuzz preloads this
  * library right after it instead. It must not depend on Python: the fork
  * mode's shell commands run with the same LD_PRELOAD.

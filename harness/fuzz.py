@@ -14,8 +14,8 @@ fuzzes: a corpus input that crashes whenever it is loaded, or runs that each end
 seconds) turns the rest of the budget to fork mode. ``--jobs N`` (N > 1, without
 ``--stop-on-find``) fuzzes in fork mode (``-fork=N``) from the start.
 
-Native coverage: ``--build asan`` fuzzes the ``asan-cov`` build under atheris's
-``asan_with_fuzzer.so``, ``--build tsan`` the ``tsan-cov`` build under a libFuzzer shared
+Native coverage: ``--build asan`` fuzzes the ``asan-cov`` build under ASan's runtime with
+libFuzzer merged in, ``--build tsan`` the ``tsan-cov`` build under a libFuzzer shared
 object preloaded ahead of the TSan runtime (harness.fuzzlibs); crashes are replayed and
 triaged on the plain build. Other builds run without any coverage feedback (nothing of
 theirs is instrumented): the campaign says so on stderr and in the report.

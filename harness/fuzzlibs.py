@@ -5,8 +5,12 @@ Native coverage means a coverage build (``<build>-cov``, harness.variants, compi
 ``fuzzer-no-link``) and a libFuzzer that is loaded before the sanitizer runtime resolves
 coverage symbols (RECIPES.md):
 
-* asan: atheris ships ``asan_with_fuzzer.so``, ASan's runtime with libFuzzer linked in; it
-  replaces the plain ASan runtime;
+* asan: ASan's runtime with libFuzzer linked in, one shared object that replaces the plain
+  ASan runtime. It is merged here from clang's archives, the way atheris builds the
+  ``asan_with_fuzzer.so`` it ships, because that copy (atheris 3.0.0) registers no fork
+  handler: a fork made while another thread held one of ASan's allocator locks left the
+  child that lock, and the child hung in its first allocation (``fork:hang`` crashes that
+  did not replay). clang's runtime takes those locks around every fork;
 * tsan: no merged runtime can be linked (the tsan archive uses static TLS), so libFuzzer is
   built as a shared object of its own from clang's ``libclang_rt.fuzzer_no_main`` archive
   and preloaded ahead of the TSan runtime. With the TSan runtime alone, libFuzzer runs
@@ -27,8 +31,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import atheris
-
 from harness import PROJECT_ROOT
 from harness.build import Build, output_dir
 from harness.errors import BuildError, UsageError
@@ -41,12 +43,6 @@ HAKX_H = PROJECT_ROOT / "src_c" / "executor" / "hakx.h"
 #: builds whose coverage twin (harness.variants) campaigns fuzz with native coverage, and
 #: their sanitizer
 NATIVE_COVERAGE = {"asan": "asan", "tsan": "tsan", "asan-sched": "asan"}
-
-
-def atheris_runtime(name: str) -> Path | None:
-    """A runtime atheris ships at the top of site-packages (RECIPES.md), or None."""
-    p = Path(atheris.path()) / name
-    return p if p.is_file() else None
 
 
 def _compiler(*names: str) -> str | None:
@@ -79,20 +75,58 @@ def mutator_lib() -> Path:
                        f"-I{HAKX_H.parent}", str(MUTATOR_SRC)])
 
 
-def libfuzzer_lib() -> Path | None:
-    """libFuzzer as a shared object (from clang's fuzzer_no_main archive), or None when
-    clang++ or the archive is missing."""
+def _runtime_archive(name: str) -> Path | None:
+    """clang's ``libclang_rt.<name>-x86_64.a``, or None when clang++ or the archive is
+    missing."""
     cxx = shutil.which(CLANGXX)
     if cxx is None:
         return None
     res = subprocess.run([cxx, "-print-resource-dir"], capture_output=True, text=True)
-    archive = Path(res.stdout.strip()) / "lib" / "linux" / "libclang_rt.fuzzer_no_main-x86_64.a"
-    if res.returncode or not archive.is_file():
+    archive = Path(res.stdout.strip()) / "lib" / "linux" / f"libclang_rt.{name}-x86_64.a"
+    return archive if not res.returncode and archive.is_file() else None
+
+
+def _shared_from_archives(name: str, archives: list[Path], strip: str = "") -> Path:
+    """The archives, whole, linked into one shared object, built once per their content.
+    ``strip`` names an object left out of the second archive."""
+    digest = hashlib.sha256(b"".join(a.read_bytes() for a in archives)).hexdigest()
+    out = output_dir(name) / f"{name}-{digest[:12]}.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts = list(archives)
+    if strip:
+        parts[1] = out.with_suffix(f".{os.getpid()}.a")
+        shutil.copyfile(archives[1], parts[1])
+        proc = subprocess.run(["ar", "d", str(parts[1]), strip], capture_output=True,
+                              text=True)
+        if proc.returncode:
+            raise BuildError(f"removing {strip} from {archives[1]} failed: "
+                             f"{proc.stderr.strip()}")
+    try:
+        whole = ["-Wl,--whole-archive", *map(str, parts), "-Wl,--no-whole-archive"]
+        return _link_once(name, digest, [CLANGXX, "-shared", *whole, "-lpthread", "-ldl"])
+    finally:
+        if strip:
+            parts[1].unlink(missing_ok=True)
+
+
+def libfuzzer_lib() -> Path | None:
+    """libFuzzer as a shared object (from clang's fuzzer_no_main archive), or None when
+    clang++ or the archive is missing."""
+    archive = _runtime_archive("fuzzer_no_main")
+    return None if archive is None else _shared_from_archives("libfuzzer_no_main", [archive])
+
+
+def asan_fuzzer_lib() -> Path | None:
+    """ASan's runtime and libFuzzer in one shared object, or None when clang++ or one of
+    the archives is missing. ASan's preinit object is left out: a shared object cannot
+    carry ``.preinit_array``, and a preloaded runtime is initialised first anyway."""
+    parts = [_runtime_archive(n) for n in ("fuzzer_no_main", "asan", "asan_cxx")]
+    if any(p is None for p in parts):
         return None
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    return _link_once("libfuzzer_no_main", digest,
-                      [cxx, "-shared", "-Wl,--whole-archive", str(archive),
-                       "-Wl,--no-whole-archive", "-lpthread", "-ldl"])
+    return _shared_from_archives("libasan_fuzzer", [p for p in parts if p is not None],
+                                 strip="asan_preinit.cpp.o")
 
 
 def native_runtime(build: str) -> tuple[str | None, Path | None, str]:
@@ -101,11 +135,10 @@ def native_runtime(build: str) -> tuple[str | None, Path | None, str]:
         return None, None, f"native coverage only for {', '.join(NATIVE_COVERAGE)}"
     cov = build + COVERAGE_SUFFIX
     asan = NATIVE_COVERAGE[build] == "asan"
-    lf = atheris_runtime("asan_with_fuzzer.so") if asan else libfuzzer_lib()
+    lf = asan_fuzzer_lib() if asan else libfuzzer_lib()
     if lf is None:
-        what = ("atheris's asan_with_fuzzer.so" if asan
-                else f"{CLANGXX} and libclang_rt.fuzzer_no_main ({INSTALL_HINT})")
-        return None, None, f"{what} not found"
+        what = "asan, asan_cxx and fuzzer_no_main" if asan else "fuzzer_no_main"
+        return None, None, f"{CLANGXX} or clang's {what} archives not found ({INSTALL_HINT})"
     return cov, lf, ""
 
 

@@ -1,0 +1,55 @@
+"""The runtime a campaign preloads into the fuzzing process (harness.fuzzlibs) keeps a fork
+child able to allocate.
+
+The executor's fork op runs in that process. With a runtime that has no fork handler, a
+fork made while another thread held one of the runtime allocator's locks hands the child
+that lock held; the child hangs in its first allocation and the campaign records a
+``fork:hang`` that does not replay. tests/runtime/fork_amid_malloc.c forks amid
+allocation; it must see such a hang on atheris's ``asan_with_fuzzer.so`` (atheris 3.0.0
+registers no fork handler) and none on the runtime campaigns use.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import atheris
+import pytest
+
+from harness.fuzzlibs import asan_fuzzer_lib
+from tests.fixtures.fxlib import compiler
+
+PROBE = Path(__file__).resolve().parent / "runtime" / "fork_amid_malloc.c"
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = compiler()
+    assert cc is not None, "no C compiler on PATH"
+    out = tmp_path_factory.mktemp("probe") / "fork_amid_malloc"
+    subprocess.run([cc, "-O1", "-std=c11", "-Wall", "-pthread", "-o", str(out), str(PROBE)],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+def _fork_amid_malloc(probe: Path, runtime: Path, forks: int, wait_ms: int) -> str:
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(runtime),
+           "ASAN_OPTIONS": "detect_leaks=0"}
+    proc = subprocess.run([str(probe), str(forks), str(wait_ms)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_the_campaign_runtime_keeps_fork_children_able_to_allocate(probe: Path) -> None:
+    runtime = asan_fuzzer_lib()
+    assert runtime is not None, "clang's asan and fuzzer_no_main archives are missing"
+    # A healthy child ends in milliseconds; the wait is long so a busy machine is no hang.
+    assert _fork_amid_malloc(probe, runtime, 200, 5000) == "no child hung in 200 forks"
+
+
+def test_the_probe_fires_on_a_runtime_without_a_fork_handler(probe: Path) -> None:
+    shipped = Path(atheris.path()) / "asan_with_fuzzer.so"
+    # About one fork in thirty hangs there; 2000 forks make a miss practically impossible.
+    assert _fork_amid_malloc(probe, shipped, 2000, 2000).startswith("hung at fork ")
