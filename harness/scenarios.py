@@ -83,24 +83,34 @@ class ScenarioRun:
 
 
 @dataclasses.dataclass(frozen=True)
-class RssRun(ScenarioRun):
+class WalkedRun(ScenarioRun):
+    """A run that ends by counting the blocks left live and walking the heap. Its first
+    faults: ``heap_check`` (the walk) and ``live`` (blocks left)."""
+
+    live: int = 0
+    heap_check: str = ""
+
+    def faults(self) -> Iterator[tuple[str, bool]]:
+        yield "heap_check", self.heap_check != "ok"
+        yield "live", self.live > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RssRun(WalkedRun):
     """One memory-return scenario's run and its figures (baseline None: it printed none).
-    Faults: ``heap_check`` (the walk after it), ``live`` (blocks left), ``rss`` (RSS not
-    back within the bound of its baseline)."""
+    Faults: those of :class:`WalkedRun`, then ``rss`` (RSS not back within the bound of
+    its baseline)."""
 
     baseline_kib: int | None = None
     peak_kib: int = 0
     after_kib: int = 0
-    live: int = 0
-    heap_check: str = ""
 
     @property
     def printed(self) -> bool:
         return self.baseline_kib is not None
 
     def faults(self) -> Iterator[tuple[str, bool]]:
-        yield "heap_check", self.heap_check != "ok"
-        yield "live", self.live > 0
+        yield from super().faults()
         yield "rss", self.after_kib > (self.baseline_kib or 0) + BOUND_KIB
 
 
@@ -110,21 +120,18 @@ DTOR_HEAPS = 2
 
 
 @dataclasses.dataclass(frozen=True)
-class DtorRun(ScenarioRun):
-    """dtor_alloc's run and its figures (heaps None: it printed nothing). Faults:
-    ``heap_check``, ``live``, ``heaps`` (more than the two heaps hakmem keeps)."""
+class DtorRun(WalkedRun):
+    """dtor_alloc's run and its figures (heaps None: it printed nothing). Faults: those of
+    :class:`WalkedRun`, then ``heaps`` (more than the two heaps hakmem keeps)."""
 
     heaps: int | None = None
-    live: int = 0
-    heap_check: str = ""
 
     @property
     def printed(self) -> bool:
         return self.heaps is not None
 
     def faults(self) -> Iterator[tuple[str, bool]]:
-        yield "heap_check", self.heap_check != "ok"
-        yield "live", self.live > 0
+        yield from super().faults()
         yield "heaps", (self.heaps or 0) > DTOR_HEAPS
 
 
@@ -180,7 +187,8 @@ def run_rss(exe: Path, scenario: str, mode: str, build: Build, decay_ms: int = 5
     if not m:
         return RssRun(proc)
     baseline, peak, after, _, live = map(int, m.groups()[:5])
-    return RssRun(proc, baseline, peak, after, live, m.group(6).strip())
+    return RssRun(proc, live=live, heap_check=m.group(6).strip(), baseline_kib=baseline,
+                  peak_kib=peak, after_kib=after)
 
 
 def run_dtor(exe: Path, threads: int, build: Build, timeout: float = 60.0) -> DtorRun:
@@ -190,7 +198,8 @@ def run_dtor(exe: Path, threads: int, build: Build, timeout: float = 60.0) -> Dt
     m = _DTOR_LINE.search(proc.stdout)
     if not m or int(m.group(1)) != threads:
         return DtorRun(proc)
-    return DtorRun(proc, int(m.group(2)), int(m.group(3)), m.group(4).strip())
+    return DtorRun(proc, live=int(m.group(3)), heap_check=m.group(4).strip(),
+                   heaps=int(m.group(2)))
 
 
 def run_oom(exe: Path, build: Build, timeout: float = 300.0) -> OomRun:
