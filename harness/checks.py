@@ -34,6 +34,7 @@ from harness.binding import Library, run_program
 from harness.build import Build
 from harness.child import ChildRun, run_child
 from harness.program import Program
+from harness.symbolize import hang_stack
 from harness.target import Target
 from harness.verdict import PASS, Verdict
 
@@ -180,9 +181,13 @@ def replay(program: Program | bytes, build: Build, mode: str = "lockstep", repea
            hooks: int | str | None = None, env: dict[str, str] | None = None) -> Outcome:
     """Runs ``program`` on ``build`` (and ``target``) in a fresh child process and
     classifies what happened. ``repeats``: runs inside the one child (stops at the first
-    failure)."""
-    return _classify_run(run_child(program, build, mode, repeats, timeout, target=target,
-                                   whitebox=whitebox, hooks=hooks, env=env))
+    failure). A fork child's hang gets its stack, symbolized, as the outcome's report."""
+    out = _classify_run(run_child(program, build, mode, repeats, timeout, target=target,
+                                  whitebox=whitebox, hooks=hooks, env=env))
+    if out.name != "fork:hang" or out.verdict is None:
+        return out
+    stack = hang_stack(out.verdict.message, (build.lib, build.runtime.library, target.path))
+    return dataclasses.replace(out, report=f"hang stack: {stack}") if stack else out
 
 
 def run_inprocess(program: Program | bytes, lib: Build | Library | str | os.PathLike[str],

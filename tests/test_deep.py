@@ -75,6 +75,8 @@ def test_fork_checks_fire_on_a_broken_child(built, tmp_path, fixture, check, say
     if fixture == "forkhang" and not env:
         assert "pthread_mutex_lock" in out.verdict.message
         assert "fx_malloc" in out.verdict.message
+        # the executor's hidden frames, named by addr2line with their source lines
+        assert "<- fx_malloc <- " in out.report and "(fork.c:" in out.report, out.report
 
 
 @pytest.mark.parametrize("variant", ["release", "asan"])
