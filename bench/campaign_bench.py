@@ -22,7 +22,11 @@ Prints, for the targets of issue 12 (2-core machine; each figure says what it me
   1-thread programs of tiny and mid sizes, with and without thread_exit ops; median of N
   runs of S/6 seconds;
 * ``crash``: time from a crash input being written to its minimized regression file
-  (fixture ``overlap``, whose bug every campaign finds in seconds).
+  (fixture ``overlap``, whose bug every campaign finds in seconds);
+* ``scheduling``: the README command in lockstep mode with libFuzzer's default entropic
+  scheduling and with the one campaigns use (energy scaled by each input's run time,
+  harness.libfuzzer.SCHEDULING), the two run side by side so both see the same machine:
+  N pairs of S seconds, seeds 1..N; execs and coverage of each, the medians and the ratio.
 
 Nothing is written to the real regressions/ or campaigns/. Works on any revision that has
 ``harness.binding.run_program`` and ``fuzz/fuzz_target.py`` (so "before" figures come from
@@ -46,22 +50,55 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-KINDS = ("campaign", "target", "release", "crash")
+KINDS = ("campaign", "target", "release", "crash", "scheduling")
 #: the programs of the target and release figures: every op kind but fork and loop
 OPS = ("malloc", "malloc", "calloc", "realloc", "aligned_alloc", "free", "free", "free",
        "write", "flush", "barrier", "thread_exit")
 
 
-def campaign(tmp: Path, name: str, seconds: float, *args: str) -> dict:
-    d = tmp / name
-    cmd = [sys.executable, "-m", "harness.fuzz", "--build", "asan", "--max-ops", "64",
-           "--max-time", str(seconds), "--seed", "1", "--no-progress",
-           "--campaigns", str(d / "campaigns"), "--regressions", str(d / "regs"), *args]
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 900)
+def _campaign_cmd(d: Path, seconds: float, seed: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.fuzz", "--build", "asan", "--max-ops", "64",
+            "--max-time", str(seconds), "--seed", str(seed), "--no-progress",
+            "--campaigns", str(d / "campaigns"), "--regressions", str(d / "regs"),
+            "--corpus", str(d / "corpus"), *args]
+
+
+def _summary(d: Path) -> dict:
     run = next((d / "campaigns").glob("*/runs/*/summary.json"))
     s = json.loads(run.read_text())
     s["longest_gap_s"] = longest_gap(run.parent / "stats.csv")
     return s
+
+
+def campaign(tmp: Path, name: str, seconds: float, *args: str) -> dict:
+    d = tmp / name
+    subprocess.run(_campaign_cmd(d, seconds, 1, *args), cwd=ROOT, capture_output=True,
+                   text=True, timeout=seconds + 900)
+    return _summary(d)
+
+
+def scheduling(tmp: Path, seconds: float, runs: int) -> None:
+    """Default entropic scheduling against the campaigns' own, side by side (see above)."""
+    off = "--libfuzzer-arg=-entropic_scale_per_exec_time=0"
+    got: dict[str, list[dict]] = {"default": [], "scaled": []}
+    for seed in range(1, runs + 1):
+        arms = {"default": [off], "scaled": []}
+        procs = {arm: subprocess.Popen(
+            _campaign_cmd(tmp / f"sched-{arm}-{seed}", seconds, seed, "--mode", "lockstep",
+                          *extra), cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL) for arm, extra in arms.items()}
+        for arm, proc in procs.items():
+            proc.wait(timeout=seconds + 900)
+            s = _summary(tmp / f"sched-{arm}-{seed}")
+            got[arm].append(s)
+            print(f"seed {seed}, {arm:8} scheduling: {s['execs']:8,} execs, coverage "
+                  f"{s['coverage']}, corpus {s['corpus']}", flush=True)
+    med = {arm: statistics.median(s["execs"] for s in ss) for arm, ss in got.items()}
+    cov = {arm: statistics.median(s["coverage"] for s in ss) for arm, ss in got.items()}
+    print(f"scheduling, {runs} pairs of {seconds:.0f} s side by side: median execs "
+          f"{med['default']:,.0f} default, {med['scaled']:,.0f} scaled by run time "
+          f"({med['scaled'] / max(med['default'], 1):.2f}x); median coverage "
+          f"{cov['default']:.0f} and {cov['scaled']:.0f}", flush=True)
 
 
 def longest_gap(stats_csv: Path) -> float:
@@ -211,6 +248,8 @@ def main() -> int:
                       f"{s.get('fuzzer_starts', 1)} libFuzzer starts"
                       + (f", then fork mode: {s['fork_fallback']}" if s.get("fork_fallback")
                          else "") + ")", flush=True)
+        if "scheduling" in kinds:
+            scheduling(tmp, args.seconds, args.runs)
         if "crash" in kinds:
             s = campaign(tmp, "overlap", min(args.seconds, 30), "--target", "fixture:overlap")
             times = s["crash_to_regression_s"]
