@@ -283,14 +283,12 @@ EOF
     # detect_leaks=0: Python "leaks" at exit (RECIPES.md). allocator_may_return_null: the
     # executor asks for impossible sizes on purpose and expects NULL. Unsigned overflow is
     # how the allocator hashes and colours, never a bug: keep UBSan to real UB.
-    # entropic_scale_per_exec_time: the scheduling harness.fuzz uses (harness/libfuzzer.py).
     cat >"$OUT/$name.options" <<EOF
 [libfuzzer]
 dict = $name.dict
 max_len = $max_len
 timeout = 25
 rss_limit_mb = 4096
-entropic_scale_per_exec_time = 1
 
 [asan]
 detect_leaks = 0

@@ -24,9 +24,10 @@ Prints, for the targets of issue 12 (2-core machine; each figure says what it me
 * ``crash``: time from a crash input being written to its minimized regression file
   (fixture ``overlap``, whose bug every campaign finds in seconds);
 * ``scheduling``: the README command in lockstep mode with libFuzzer's default entropic
-  scheduling and with the one campaigns use (energy scaled by each input's run time,
-  harness.libfuzzer.SCHEDULING), the two run side by side so both see the same machine:
-  N pairs of S seconds, seeds 1..N; execs and coverage of each, the medians and the ratio.
+  scheduling (the campaigns') and with each input's energy scaled by its run time as well
+  (``-entropic_scale_per_exec_time=1``), the two run side by side so both see the same
+  machine: N pairs of S seconds, seeds 1..N; execs and coverage of each, the medians and
+  the ratio.
 
 Nothing is written to the real regressions/ or campaigns/. Works on any revision that has
 ``harness.binding.run_program`` and ``fuzz/fuzz_target.py`` (so "before" figures come from
@@ -78,11 +79,11 @@ def campaign(tmp: Path, name: str, seconds: float, *args: str) -> dict:
 
 
 def scheduling(tmp: Path, seconds: float, runs: int) -> None:
-    """Default entropic scheduling against the campaigns' own, side by side (see above)."""
-    off = "--libfuzzer-arg=-entropic_scale_per_exec_time=0"
+    """Default entropic scheduling against energy scaled by run time, side by side."""
+    scaled = "--libfuzzer-arg=-entropic_scale_per_exec_time=1"
     got: dict[str, list[dict]] = {"default": [], "scaled": []}
     for seed in range(1, runs + 1):
-        arms = {"default": [off], "scaled": []}
+        arms = {"default": [], "scaled": [scaled]}
         procs = {arm: subprocess.Popen(
             _campaign_cmd(tmp / f"sched-{arm}-{seed}", seconds, seed, "--mode", "lockstep",
                           *extra), cwd=ROOT, stdout=subprocess.DEVNULL,

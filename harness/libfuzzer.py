@@ -57,14 +57,6 @@ SEED_CRASH_PREFIX = "crash-seed-"
 LIFELINE_ENV = "HAKMEM_FUZZ_LIFELINE"
 #: names the 8-byte file in which an in-process fuzz target counts the inputs it ran
 EXECS_ENV = "HAKMEM_FUZZ_EXECS"
-#: How libFuzzer picks the input to mutate next. A corpus's run times differ by three
-#: orders of magnitude (a loop of thread exits runs for half a second, most inputs for a
-#: millisecond or two; a tenth of the inputs take three quarters of a replay's time), so
-#: entropic scheduling weighs each input's energy by its run time as well: a slow input
-#: is still picked, less often. In 150 s campaigns on asan this ran 3-4 times the inputs
-#: (24,239 and 29,087 against 7,869 and 6,935) for as much coverage or more.
-#: ``--libfuzzer-arg=-entropic_scale_per_exec_time=0`` turns it off (the last flag wins).
-SCHEDULING = ("-entropic_scale_per_exec_time=1",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +106,7 @@ def command(opts: CampaignOptions, dirs: CampaignDirs, seconds: float, fork: boo
         f"-fork={opts.jobs}", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     cmd = [str(TARGET_SCRIPT), *keep_going, f"-artifact_prefix={dirs.crashes}/",
            f"-max_total_time={max(1, int(seconds))}", f"-max_len={1 + RECORD * opts.max_ops}",
-           f"-timeout={max(1, int(opts.timeout))}", "-rss_limit_mb=4096", "-print_final_stats=1",
-           *SCHEDULING]
+           f"-timeout={max(1, int(opts.timeout))}", "-rss_limit_mb=4096", "-print_final_stats=1"]
     if opts.seed is not None:
         cmd.append(f"-seed={opts.seed + start}")
     if DICT.is_file():
