@@ -131,8 +131,8 @@ class CampaignOptions:
                 continue
             if isinstance(value, bool):
                 argv.append(flag)
-            elif isinstance(value, tuple):
-                argv += [x for a in value for x in (flag, a)]
+            elif isinstance(value, tuple):  # flag=value: a value may begin with "-"
+                argv += [f"{flag}={a}" for a in value]
             else:
                 argv += [flag, str(value)]
         return argv

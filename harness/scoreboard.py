@@ -117,20 +117,30 @@ def load_config(path: Path = CONFIG, names: list[str] | None = None) -> list[Ent
     return entries
 
 
-def campaign_options(entry: Entry, trial_dir: Path, seed: int, budget: float,
-                     minimize_time: float, seeds: bool = True) -> CampaignOptions:
+@dataclasses.dataclass(frozen=True)
+class Hunt:
+    """What every trial of a run shares: its fuzzing budget, the minimization budget,
+    whether the seed corpus is used, and extra libFuzzer flags (to compare two ways of
+    fuzzing with --compare)."""
+
+    budget: float = 300.0
+    minimize_time: float = 120.0
+    seeds: bool = True
+    libfuzzer_args: tuple[str, ...] = ()
+
+
+def campaign_options(entry: Entry, trial_dir: Path, seed: int, hunt: Hunt) -> CampaignOptions:
     """The campaign of one trial: a fresh corpus, its own seed, stopped at its first find."""
     return CampaignOptions(
         build=entry.build, inject=entry.name, mode=entry.mode, threads=entry.threads,
-        max_time=budget, seed=seed, corpus=str(trial_dir / "corpus"),
+        max_time=hunt.budget, seed=seed, corpus=str(trial_dir / "corpus"),
         campaigns=str(trial_dir / "campaigns"), regressions=str(trial_dir / "regressions"),
-        minimize_time=minimize_time, stop_on_find=True, ignore_known=True,
-        no_seeds=not seeds, no_progress=True)
+        minimize_time=hunt.minimize_time, stop_on_find=True, ignore_known=True,
+        no_seeds=not hunt.seeds, no_progress=True, libfuzzer_arg=hunt.libfuzzer_args)
 
 
-def campaign_command(entry: Entry, trial_dir: Path, seed: int, budget: float,
-                     minimize_time: float, seeds: bool = True) -> list[str]:
-    opts = campaign_options(entry, trial_dir, seed, budget, minimize_time, seeds)
+def campaign_command(entry: Entry, trial_dir: Path, seed: int, hunt: Hunt) -> list[str]:
+    opts = campaign_options(entry, trial_dir, seed, hunt)
     return [sys.executable, "-m", "harness.fuzz", *opts.to_argv()]
 
 
@@ -177,13 +187,12 @@ def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
     return trial
 
 
-def run_trial(entry: Entry, index: int, seed: int, root: Path, budget: float,
-              minimize_time: float, seeds: bool = True) -> Trial:
+def run_trial(entry: Entry, index: int, seed: int, root: Path, hunt: Hunt) -> Trial:
     trial_dir = root / entry.name / f"trial{index}"
     if trial_dir.exists():
         shutil.rmtree(trial_dir)
     trial_dir.mkdir(parents=True)
-    cmd = campaign_command(entry, trial_dir, seed, budget, minimize_time, seeds)
+    cmd = campaign_command(entry, trial_dir, seed, hunt)
     (trial_dir / "command.txt").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
     with open(trial_dir / "campaign.log", "wb") as log:
@@ -244,6 +253,12 @@ def stats_markdown(rows: list[dict[str, Any]], budget: float) -> list[str]:
     return lines
 
 
+def _flags(meta: dict[str, Any]) -> str:
+    """The run's extra libFuzzer flags as a phrase ("" when none)."""
+    flags = meta.get("libfuzzer_args") or []
+    return f"libFuzzer {' '.join(flags)}, " if flags else ""
+
+
 def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, Any]) -> str:
     lines = [
         "| entry | build | detected | median s to detect | worst s | minimized ops | signature "
@@ -256,8 +271,8 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
                      f"`{r['signature']}` | {r['found_by']} |")
     lines += ["", *stats_markdown(rows, meta["budget"])]
     lines += ["", f"{meta['trials']} trials per entry, budget {meta['budget']:.0f} s each, "
-              + ("with the seed corpus, " if meta.get("seeds", True) else "no seed inputs, ") +
-              f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
+              + ("with the seed corpus, " if meta.get("seeds", True) else "no seed inputs, ")
+              + _flags(meta) + f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
               f"{meta['wall']:.0f} s in all.", ""]
     problems = [t for t in trials if t.problem]
     if problems:
@@ -320,14 +335,22 @@ def _parser() -> argparse.ArgumentParser:
       help="where --save keeps reproducers (default regressions/)")
     a("--no-seeds", action="store_true",
       help="campaigns without fuzz/seeds inputs: what the fuzzer finds on its own")
+    a("--libfuzzer-arg", action="append", default=[], metavar="A",
+      help="extra libFuzzer flag of every campaign, -name=value form, repeatable (recorded "
+      "in scoreboard.json; compare two ways of fuzzing with --compare)")
     a("--no-progress", action="store_true", help="no live progress bar")
     a("--rerun", default="", metavar="ENTRY:INDEX",
       help="re-run trial INDEX of ENTRY alone, with the seed it had (--seed N + INDEX) and "
-      "the same --budget/--no-seeds; prints its result")
+      "the same --budget/--no-seeds/--libfuzzer-arg; prints its result")
     a("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
       help="compare two scoreboard.json runs per entry (log-rank and Mann-Whitney U) "
       "instead of running campaigns; writes compare.md/.json (and survival.png) in --out")
     return p
+
+
+def _hunt(args: argparse.Namespace) -> Hunt:
+    return Hunt(args.budget, args.minimize_time, not args.no_seeds,
+                tuple(args.libfuzzer_arg))
 
 
 def _run_entries(args: argparse.Namespace, entries: list[Entry], root: Path,
@@ -338,8 +361,7 @@ def _run_entries(args: argparse.Namespace, entries: list[Entry], root: Path,
         mine = []
         for k in range(args.trials):
             progress.show(postfix=f"{e.name} trial {k}")
-            t = run_trial(e, k, args.seed + k, root, args.budget, args.minimize_time,
-                          not args.no_seeds)
+            t = run_trial(e, k, args.seed + k, root, _hunt(args))
             mine.append(t)
             progress.advance()
             progress.say(f"{e.name} trial {k}: " + (
@@ -375,12 +397,11 @@ def compare_runs(path_a: Path, path_b: Path, out: Path) -> str:
     common = [n for n in a if n in b]
     if not common:
         raise UsageError(f"{path_a} and {path_b} have no entry in common")
-    lines = [f"A: `{path_a}` ({meta_a['trials']} trials, budget {meta_a['budget']:.0f} s, "
-             f"{'seeds' if meta_a.get('seeds', True) else 'no seeds'}, revision "
-             f"{meta_a['revision'][:12]})",
-             f"B: `{path_b}` ({meta_b['trials']} trials, budget {meta_b['budget']:.0f} s, "
-             f"{'seeds' if meta_b.get('seeds', True) else 'no seeds'}, revision "
-             f"{meta_b['revision'][:12]})", "",
+    lines = [f"{label}: `{path}` ({meta['trials']} trials, budget {meta['budget']:.0f} s, "
+             f"{'seeds' if meta.get('seeds', True) else 'no seeds'}, {_flags(meta)}revision "
+             f"{meta['revision'][:12]})"
+             for label, path, meta in (("A", path_a, meta_a), ("B", path_b, meta_b))]
+    lines += ["",
              "| entry | A detected | B detected | A median s | B median s | A RMST s | B RMST s "
              "| log-rank p | Mann-Whitney p |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     results, curves = [], []
@@ -413,8 +434,7 @@ def _rerun(args: argparse.Namespace) -> int:
     build(entry.build, entry.name)
     k = int(index)
     root = Path(args.out) if args.out else CAMPAIGNS / "scoreboard" / "rerun"
-    t = run_trial(entry, k, args.seed + k, root, args.budget, args.minimize_time,
-                  not args.no_seeds)
+    t = run_trial(entry, k, args.seed + k, root, _hunt(args))
     print(json.dumps(dataclasses.asdict(t), indent=2))
     return 0 if t.detected else 1
 
@@ -443,7 +463,7 @@ def _main(args: argparse.Namespace) -> int:
     trials, rows = _run_entries(args, entries, root, progress)
     progress.close()
     meta = {"trials": args.trials, "budget": args.budget, "revision": git_revision(),
-            "seeds": not args.no_seeds,
+            "seeds": not args.no_seeds, "libfuzzer_args": list(args.libfuzzer_arg),
             "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
             "wall": time.monotonic() - t0}
     plot_survival([detections(e.name, [t for t in trials if t.entry == e.name], args.budget)

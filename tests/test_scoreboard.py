@@ -16,7 +16,9 @@ from harness.regressions import Regression
 from harness.target import Target
 from harness.triage import Reliability
 from harness.errors import UsageError
-from harness.scoreboard import CONFIG, Entry, Trial, aggregate, load_config, markdown
+from harness.campaign_options import parse
+from harness.scoreboard import (CONFIG, Entry, Hunt, Trial, aggregate, campaign_options,
+                                 load_config, markdown)
 
 
 def test_config_covers_the_whole_catalogue():
@@ -49,6 +51,16 @@ def test_aggregate_counts_misses_and_medians():
     assert "trial 2 (seed 3): not detected" in md
 
 
+def test_a_trial_campaign_is_given_every_setting_of_the_hunt(tmp_path):
+    """The trial's campaign command parses back to the same options, libFuzzer flags
+    (whose values begin with "-") included."""
+    hunt = Hunt(60, 10, seeds=False, libfuzzer_args=("-entropic_scale_per_exec_time=1",
+                                                     "-use_value_profile=1"))
+    opts = campaign_options(Entry("eager_release", "asan", "lockstep"), tmp_path, 7, hunt)
+    assert parse(opts.to_argv()) == opts
+    assert opts.libfuzzer_arg == hunt.libfuzzer_args and opts.no_seeds
+
+
 # Lockstep entries: a lockstep trial replays the same way every time. The race entry
 # (remote_plain_push) is hunted on asan-sched, where its reproducers replay identically, but
 # a campaign's time to find it still depends on the machine's load; its deterministic trial
@@ -60,9 +72,13 @@ def test_one_trial_detects_minimizes_and_saves(tmp_path, entry, build):
     proc = subprocess.run(
         [sys.executable, "-m", "harness.scoreboard", "--entries", entry, "--trials",
          "1", "--budget", "90", "--out", str(out), "--save", "--regressions", str(regs),
-         "--no-progress"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+         "--libfuzzer-arg=-use_value_profile=0", "--no-progress"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "scoreboard.json").read_text())
+    assert data["meta"]["libfuzzer_args"] == ["-use_value_profile=0"]
+    (fuzzer_cmd,) = out.glob("*/trial0/campaigns/*/runs/*/command.txt")
+    assert "-use_value_profile=0" in fuzzer_cmd.read_text().split()
     (t,) = data["trials"]
     assert t["detected"] and 0 <= t["seconds"] <= 90 and t["minimized_ops"] <= 12
     assert f"| `{entry}` | {build} | 1/1 |" in (out / "scoreboard.md").read_text()
