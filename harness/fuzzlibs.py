@@ -50,9 +50,14 @@ def _compiler(*names: str) -> str | None:
                 None)
 
 
+def _output(name: str, digest: str) -> Path:
+    """Where a library built once per content lives: sanitizer_builds/<name>/<name>-<digest>.so."""
+    return output_dir(name) / f"{name}-{digest[:12]}.so"
+
+
 def _link_once(name: str, digest: str, cmd: list[str]) -> Path:
-    """Runs ``cmd + [-o, tmp]`` unless sanitizer_builds/<name>/<name>-<digest>.so exists."""
-    out = output_dir(name) / f"{name}-{digest[:12]}.so"
+    """Runs ``cmd + [-o, tmp]`` unless :func:`_output` exists."""
+    out = _output(name, digest)
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,29 +91,30 @@ def _runtime_archive(name: str) -> Path | None:
     return archive if not res.returncode and archive.is_file() else None
 
 
-def _shared_from_archives(name: str, archives: list[Path], strip: str = "") -> Path:
+def _shared_from_archives(name: str, archives: list[Path],
+                          strip: tuple[Path, str] | None = None) -> Path:
     """The archives, whole, linked into one shared object, built once per their content.
-    ``strip`` names an object left out of the second archive."""
+    ``strip``: (one of the archives, an object of it left out)."""
     digest = hashlib.sha256(b"".join(a.read_bytes() for a in archives)).hexdigest()
-    out = output_dir(name) / f"{name}-{digest[:12]}.so"
-    if out.is_file():
+    out = _output(name, digest)
+    if out.is_file():  # before the copy stripping would make
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    copy = out.with_suffix(f".{os.getpid()}.a")
     parts = list(archives)
-    if strip:
-        parts[1] = out.with_suffix(f".{os.getpid()}.a")
-        shutil.copyfile(archives[1], parts[1])
-        proc = subprocess.run(["ar", "d", str(parts[1]), strip], capture_output=True,
-                              text=True)
-        if proc.returncode:
-            raise BuildError(f"removing {strip} from {archives[1]} failed: "
-                             f"{proc.stderr.strip()}")
     try:
+        if strip is not None:
+            shutil.copyfile(strip[0], copy)
+            proc = subprocess.run(["ar", "d", str(copy), strip[1]], capture_output=True,
+                                  text=True)
+            if proc.returncode:
+                raise BuildError(f"removing {strip[1]} from {strip[0]} failed: "
+                                 f"{proc.stderr.strip()}")
+            parts[parts.index(strip[0])] = copy
         whole = ["-Wl,--whole-archive", *map(str, parts), "-Wl,--no-whole-archive"]
         return _link_once(name, digest, [CLANGXX, "-shared", *whole, "-lpthread", "-ldl"])
     finally:
-        if strip:
-            parts[1].unlink(missing_ok=True)
+        copy.unlink(missing_ok=True)
 
 
 def libfuzzer_lib() -> Path | None:
@@ -122,11 +128,12 @@ def asan_fuzzer_lib() -> Path | None:
     """ASan's runtime and libFuzzer in one shared object, or None when clang++ or one of
     the archives is missing. ASan's preinit object is left out: a shared object cannot
     carry ``.preinit_array``, and a preloaded runtime is initialised first anyway."""
-    parts = [_runtime_archive(n) for n in ("fuzzer_no_main", "asan", "asan_cxx")]
-    if any(p is None for p in parts):
+    fuzzer, asan, asan_cxx = (_runtime_archive(n)
+                              for n in ("fuzzer_no_main", "asan", "asan_cxx"))
+    if fuzzer is None or asan is None or asan_cxx is None:
         return None
-    return _shared_from_archives("libasan_fuzzer", [p for p in parts if p is not None],
-                                 strip="asan_preinit.cpp.o")
+    return _shared_from_archives("libasan_fuzzer", [fuzzer, asan, asan_cxx],
+                                 strip=(asan, "asan_preinit.cpp.o"))
 
 
 def native_runtime(build: str) -> tuple[str | None, Path | None, str]:
