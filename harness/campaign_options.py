@@ -70,6 +70,12 @@ every flag:
                     signature (dedupe only within --regressions and this campaign)
   --no-seeds        start from the corpus folder alone: no fuzz/seeds inputs and no seed
                     replay (the dictionary stays): what the fuzzer finds on its own
+  --no-neighbours   no seed neighbours: by default the first in-process libFuzzer run also
+                    loads every program one structural step from a seed (a record erased,
+                    repeated, or moved to another thread; harness/neighbours.py), a few
+                    hundred inputs; a crash on one is labelled "neighbour" with its seed
+                    and step. Fork mode from the start (--jobs > 1) gets none: its corpus
+                    merge skips a crashing input silently
   --no-progress     no live progress bar (log lines only)
   --libfuzzer-arg A extra libFuzzer flag, -name=value form, repeatable
 """
@@ -99,6 +105,7 @@ class CampaignOptions:
     stop_on_find: bool = False
     ignore_known: bool = False
     no_seeds: bool = False
+    no_neighbours: bool = False
     no_progress: bool = False
     libfuzzer_arg: tuple[str, ...] = ()
 
@@ -174,6 +181,7 @@ def parser() -> argparse.ArgumentParser:
     a("--ignore-known", action="store_true",
       help="do not dedupe against the repository's regressions/")
     a("--no-seeds", action="store_true", help="no fuzz/seeds inputs, no seed replay")
+    a("--no-neighbours", action="store_true", help="no seed neighbours at the first run")
     a("--no-progress", action="store_true", help="no live progress bar")
     a("--libfuzzer-arg", action="append", default=[], metavar="A", help="-name=value flag")
     return p

@@ -53,13 +53,15 @@ from harness.libfuzzer import (
     SEED_CRASH_PREFIX,
     CampaignDirs,
     Stats,
+    artifacts,
     campaign_key,
     command,
     read_log,
     seed_dirs,
 )
+from harness import neighbours
 from harness.lifecycle import CrashLifecycle, hang_timeout
-from harness.program import decode, from_fuzz_input
+from harness.program import RECORD, decode, from_fuzz_input
 from harness.regressions import REGRESSIONS, git_revision, known_bugs
 from harness.report import CampaignSummary, write
 from harness.target import Target, resolve_target
@@ -149,6 +151,38 @@ def _passing_seeds(c: Campaign, failing: set[Path]) -> list[Path]:
     return out
 
 
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether libFuzzer has exited, without reaping it (see :func:`_end_session`)."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _end_session(proc: subprocess.Popen[bytes]) -> None:
+    """Kills whatever is left of libFuzzer's process group, then reaps libFuzzer: a fork-op
+    child or a job orphaned by its exit (killed by SIGKILL, stopped by SIGINT mid-run)
+    must not outlive the run. Reaping last keeps the group's id (libFuzzer's pid) from
+    being reused before the kill."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _seed_neighbours(c: Campaign, seeds: list[Path], say: Callable[[str], None]) -> Path | None:
+    """Writes the seeds' one-step neighbours (harness.neighbours) for the first in-process
+    libFuzzer run; None when there are none to give: no seeds, ``--no-neighbours``, or
+    fork mode from the start (its corpus merge skips a crashing input without a word)."""
+    if not seeds or c.opts.no_neighbours or (c.opts.jobs > 1 and not c.opts.stop_on_find):
+        return None
+    found = neighbours.neighbours(((p.name, p.read_bytes()) for d in seeds
+                                   for p in sorted(d.glob("*"))),
+                                  c.opts.threads, 1 + RECORD * c.opts.max_ops)
+    count = neighbours.write(found, c.dirs.neighbours)
+    say(f"seed neighbours: {count} programs one step from a seed, for libFuzzer's first run "
+        f"({c.dirs.neighbours})")
+    return c.dirs.neighbours
+
+
 #: an in-process libFuzzer run that ends this soon after loading its corpus made no progress
 QUICK_RUN_S = 10.0
 #: in-process runs in a row that end without progress before the campaign turns to fork
@@ -156,6 +190,9 @@ QUICK_RUN_S = 10.0
 #: corpus input crashes again: every restart would)
 QUICK_RUNS = 3
 DEAD_LOADS = 2
+#: in-process loads a seed neighbour may end (each such neighbour is taken out and the next
+#: run loads the rest) before the rest of the neighbours are dropped
+NEIGHBOUR_DEATHS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +202,8 @@ class _Exit:
     rc: int
     interrupted: bool
     fuzzed_s: float | None  #: seconds from its corpus loaded (INITED) to its end; None: never
+    #: it died loading a seed neighbour, taken out for the next run (not a crash loop)
+    by_neighbour: bool = False
 
 
 @dataclasses.dataclass
@@ -177,6 +216,9 @@ class _Run:
     progress: cli.Progress
     start: float  #: monotonic
     seeds: list[Path]  #: the seed folders libFuzzer reads
+    #: the seed neighbours' folder, while in-process runs still have them to load
+    neighbours: Path | None = None
+    neighbour_deaths: int = 0  #: in-process loads a neighbour's crash ended
     starts: int = 0  #: libFuzzer runs started
     counter: Path | None = None  #: the in-process run's execution count (EXECS_ENV)
     fork_fallback: str = ""  #: why in-process fuzzing turned to fork mode, if it did
@@ -217,9 +259,11 @@ class _Run:
 
     def one_libfuzzer(self, seconds: float, fork: bool) -> _Exit:
         """One libFuzzer process for ``seconds``, polled."""
-        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.seeds, self.starts)
+        extra = [self.neighbours] if self.neighbours is not None and not fork else []
+        cmd = command(self.c.opts, self.c.dirs, seconds, fork, self.seeds + extra, self.starts)
         self.stats.new_run()
         self.starts += 1
+        before = {p.name for p in artifacts(self.c.dirs.crashes)}
         with open(self.c.dirs.run_dir / "command.txt", "a") as f:
             f.write(shlex.join(cmd) + "\n")
         env = dict(self.c.env)
@@ -249,7 +293,7 @@ class _Run:
         deadline = time.monotonic() + seconds + 60  # libFuzzer stops itself; the safety net
         stopping = interrupted = False
         try:
-            while proc.poll() is None:
+            while not _exited(proc):
                 time.sleep(0.5)
                 self.tick()
                 if self.c.opts.stop_on_find and self.lifecycle.found.is_set() and not stopping:
@@ -265,17 +309,36 @@ class _Run:
         except KeyboardInterrupt:
             interrupted = True
             self.progress.say("interrupted: stopping the fuzzer, then triaging what was found")
-            try:
-                os.killpg(proc.pid, signal.SIGINT)
-                proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+            os.killpg(proc.pid, signal.SIGINT)
+            stop = time.monotonic() + 20
+            while not _exited(proc) and time.monotonic() < stop:
+                time.sleep(0.1)
+        _end_session(proc)
         os.close(keep)
         reader.join(timeout=5)
         inited = self.stats.inited_at
+        by_neighbour = bool(extra) and self.neighbours_loaded(inited is not None, before)
         return _Exit(proc.returncode, interrupted,
-                     None if inited is None else time.monotonic() - inited)
+                     None if inited is None else time.monotonic() - inited, by_neighbour)
+
+    def neighbours_loaded(self, loaded: bool, before: set[str]) -> bool:
+        """After an in-process run given the seed neighbours: a run that loaded its whole
+        corpus ran them all, and none is given again. One that died loading it crashed on
+        one of them (the crash file is its sha1) or on another input: that neighbour is
+        taken out and the rest go to the next run, up to NEIGHBOUR_DEATHS such deaths; a
+        death on another input ends the stage (the crash loop's count is the judge).
+        Returns whether a neighbour ended the run and the next one gets the rest."""
+        assert self.neighbours is not None
+        new = [p for p in artifacts(self.c.dirs.crashes) if p.name not in before]
+        culprits = [self.neighbours / p.name.rsplit("-", 1)[-1] for p in new]
+        culprits = [p for p in culprits if p.is_file()]
+        if loaded or not culprits or self.neighbour_deaths + 1 >= NEIGHBOUR_DEATHS:
+            self.neighbours = None
+            return False
+        self.neighbour_deaths += 1
+        for p in culprits:
+            p.unlink()
+        return True
 
     def drive(self) -> tuple[int, bool]:
         """Fuzzes until the budget is spent; returns libFuzzer's last exit code and whether
@@ -318,6 +381,8 @@ class _Run:
     def fork_reason(self, end: _Exit) -> str:
         """Why the run after ``end`` (a crashed in-process run) fuzzes in fork mode; empty:
         it restarts in-process."""
+        if end.by_neighbour:
+            return ""
         self.dead = self.dead + 1 if end.fuzzed_s is None else 0
         quick = end.fuzzed_s is None or end.fuzzed_s < QUICK_RUN_S
         self.quick = self.quick + 1 if quick else 0
@@ -374,7 +439,8 @@ def campaign(c: Campaign, argv: Sequence[str] = ()) -> CampaignSummary:
     seeds = [] if c.opts.no_seeds else _check_seeds(c, progress.say)
     worker = threading.Thread(target=lifecycle.run, name="lifecycle", daemon=True)
     worker.start()
-    run = _Run(c, stats, lifecycle, progress, time.monotonic(), seeds)
+    run = _Run(c, stats, lifecycle, progress, time.monotonic(), seeds,
+               _seed_neighbours(c, seeds, progress.say))
     rc, interrupted = run.drive()
     elapsed = run.elapsed()
     lifecycle.scan()

@@ -17,6 +17,7 @@ Layout of a campaign (``campaigns/`` is git-ignored)::
         fuzz.log, stats.csv, command.txt, report.md, progress.png, summary.json, minimized/
         execs                          the in-process target's count of inputs run
         seeds/                         the seed folders without failing seeds (if any)
+        neighbours/                    the seeds' one-step neighbours (harness.neighbours)
 
 ``<key>`` is ``<build>[+<inject>][-<target>]-<mode>[-t<threads>]``.
 """
@@ -70,6 +71,10 @@ class CampaignDirs:
     @property
     def crashes(self) -> Path:
         return self.run_dir / "crashes"
+
+    @property
+    def neighbours(self) -> Path:
+        return self.run_dir / "neighbours"
 
     @classmethod
     def create(cls, key: str, opts: CampaignOptions) -> CampaignDirs:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from harness.build import Build, build
 from harness.campaign_options import CampaignOptions
-from harness.libfuzzer import CampaignDirs, Stats, artifacts
+from harness import neighbours
+from harness.libfuzzer import SEED_CRASH_PREFIX, CampaignDirs, Stats, artifacts
 from harness.minimize import minimize
 from harness.program import Program, decode, from_fuzz_input
 from harness.regressions import Regression
@@ -118,6 +119,12 @@ class CrashLifecycle:
                             timeout=timeout, prefer=mode, hang=hang)
         return rep
 
+    def _origin(self, path: Path) -> str:
+        if path.name.startswith(SEED_CRASH_PREFIX):
+            return "seed"
+        step = neighbours.origin(path, self.dirs.neighbours)
+        return "fuzzer" if step is None else f"neighbour ({step})"
+
     def one(self, path: Path) -> None:
         """One crash file through the lifecycle."""
         t0 = path.stat().st_mtime
@@ -128,7 +135,8 @@ class CrashLifecycle:
         timeout = hang_timeout(self.opts.timeout) if hang else CRASH_REPLAY_TIMEOUT
         rep = self._reproduce(program, mode, timeout, hang)
         entry = CrashEntry(str(path), rep.signature, str(rep.reliability), rep.mode,
-                           rep.repeats, len(program.ops), round(t0 - self.start, 2))
+                           rep.repeats, len(program.ops), round(t0 - self.start, 2),
+                           origin=self._origin(path))
         if rep.signature == "pass":
             entry.note = "did not reproduce in a fresh process (one-time crasher)"
             if rep.trouble is not None:
@@ -159,8 +167,8 @@ class CrashLifecycle:
         entry.new = True
         with self.stats.lock:
             self.stats.new_distinct += 1
-        self.say(f"new crash {rep.signature} ({rep.reliability} {rep.mode}) from {path.name}; "
-                 f"minimizing {len(program.ops)} ops")
+        self.say(f"new crash {rep.signature} ({rep.reliability} {rep.mode}) from {path.name} "
+                 f"(made by: {entry.origin}); minimizing {len(program.ops)} ops")
         self._minimize_and_keep(entry, program, rep, timeout, t0)
         self.known[key] = Path(entry.regression)
 

@@ -114,6 +114,8 @@ def _entry_lines(e: CrashEntry) -> list[str]:
     lines = [f"### {e.signature}", "", f"- status: {status}",
              f"- reliability: {e.reliability} ({e.mode}, repeats {e.repeats})",
              f"- crash input: `{e.file}` (and {e.duplicates} duplicates)"]
+    if e.origin:
+        lines.append(f"- made by: {e.origin}")
     if e.frames:
         lines.append(f"- frames: {' <- '.join(e.frames[:8])}")
     if e.minimized_ops is not None:

@@ -13,7 +13,8 @@ fuzz/scoreboard.toml) and score them:
   trial does not count as a detection and the scoreboard says so loudly;
 * time to detect is from the campaign's start (seed replay included) to the moment the
   crash input was written, so triage and minimization are not counted; "found by" says
-  whether the fuzzer made the input or a seed of fuzz/seeds failed as it is.
+  whether the fuzzer made the input, a seed neighbour (harness.neighbours) failed, or a
+  seed of fuzz/seeds failed as it is.
 
 Statistics (harness.survival): each entry's detection rate with a 95% Wilson interval, the
 Kaplan-Meier median time to detect and the restricted mean survival time up to the budget
@@ -84,7 +85,8 @@ class Trial:
     original_ops: int | None = None
     reliability: str = ""
     regression: str = ""
-    found_by: str = ""  #: "fuzzer", or "seed" when a seed input itself failed
+    found_by: str = ""  #: "fuzzer", "neighbour" (harness.neighbours), or "seed"
+    step: str = ""  #: a neighbour's seed and step
     wall: float = 0.0  #: the whole campaign, triage included
     problem: str = ""  #: why a trial failed, or what else it found
 
@@ -120,12 +122,13 @@ def load_config(path: Path = CONFIG, names: list[str] | None = None) -> list[Ent
 @dataclasses.dataclass(frozen=True)
 class Hunt:
     """What every trial of a run shares: its fuzzing budget, the minimization budget,
-    whether the seed corpus is used, and extra libFuzzer flags (to compare two ways of
-    fuzzing with --compare)."""
+    whether the seed corpus and its neighbours are used, and extra libFuzzer flags (to
+    compare two ways of fuzzing with --compare)."""
 
     budget: float = 300.0
     minimize_time: float = 120.0
     seeds: bool = True
+    neighbours: bool = True
     libfuzzer_args: tuple[str, ...] = ()
 
 
@@ -136,7 +139,8 @@ def campaign_options(entry: Entry, trial_dir: Path, seed: int, hunt: Hunt) -> Ca
         max_time=hunt.budget, seed=seed, corpus=str(trial_dir / "corpus"),
         campaigns=str(trial_dir / "campaigns"), regressions=str(trial_dir / "regressions"),
         minimize_time=hunt.minimize_time, stop_on_find=True, ignore_known=True,
-        no_seeds=not hunt.seeds, no_progress=True, libfuzzer_arg=hunt.libfuzzer_args)
+        no_seeds=not hunt.seeds, no_neighbours=not hunt.neighbours, no_progress=True,
+        libfuzzer_arg=hunt.libfuzzer_args)
 
 
 def campaign_command(entry: Entry, trial_dir: Path, seed: int, hunt: Hunt) -> list[str]:
@@ -177,8 +181,9 @@ def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
             # replay fails), not the raw crash's first triage
             trial.reliability = str(Regression.read(Path(e.regression)).reliability)
             trial.regression = e.regression
-            seeded = Path(e.file).name.startswith(SEED_CRASH_PREFIX)
-            trial.found_by = "seed" if seeded else "fuzzer"
+            trial.found_by = e.origin.split(" ", 1)[0] or (  # a summary from before origins
+                "seed" if Path(e.file).name.startswith(SEED_CRASH_PREFIX) else "fuzzer")
+            trial.step = e.origin.partition(" ")[2].strip("()")
     if others:
         trial.problem = "; ".join(others)
     elif not trial.detected:
@@ -259,6 +264,14 @@ def _flags(meta: dict[str, Any]) -> str:
     return f"libFuzzer {' '.join(flags)}, " if flags else ""
 
 
+def _inputs(meta: dict[str, Any]) -> str:
+    """What the run's campaigns started from (a run from before the seed neighbours has
+    no "neighbours" key: it had none)."""
+    if not meta.get("seeds", True):
+        return "no seeds"
+    return "seeds and their neighbours" if meta.get("neighbours", False) else "seeds, no neighbours"
+
+
 def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, Any]) -> str:
     lines = [
         "| entry | build | detected | median s to detect | worst s | minimized ops | signature "
@@ -271,9 +284,13 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
                      f"`{r['signature']}` | {r['found_by']} |")
     lines += ["", *stats_markdown(rows, meta["budget"])]
     lines += ["", f"{meta['trials']} trials per entry, budget {meta['budget']:.0f} s each, "
-              + ("with the seed corpus, " if meta.get("seeds", True) else "no seed inputs, ")
+              + _inputs(meta) + ", "
               + _flags(meta) + f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
               f"{meta['wall']:.0f} s in all.", ""]
+    steps = sorted({(t.entry, t.step) for t in trials if t.detected and t.step})
+    if steps:
+        lines += ["Seed neighbours that detected a bug:", ""]
+        lines += [f"- `{entry}`: {step}" for entry, step in steps] + [""]
     problems = [t for t in trials if t.problem]
     if problems:
         lines += ["Trials with problems:", ""]
@@ -335,13 +352,15 @@ def _parser() -> argparse.ArgumentParser:
       help="where --save keeps reproducers (default regressions/)")
     a("--no-seeds", action="store_true",
       help="campaigns without fuzz/seeds inputs: what the fuzzer finds on its own")
+    a("--no-neighbours", action="store_true",
+      help="campaigns without the seed neighbours (harness/neighbours.py)")
     a("--libfuzzer-arg", action="append", default=[], metavar="A",
       help="extra libFuzzer flag of every campaign, -name=value form, repeatable (recorded "
       "in scoreboard.json; compare two ways of fuzzing with --compare)")
     a("--no-progress", action="store_true", help="no live progress bar")
     a("--rerun", default="", metavar="ENTRY:INDEX",
       help="re-run trial INDEX of ENTRY alone, with the seed it had (--seed N + INDEX) and "
-      "the same --budget/--no-seeds/--libfuzzer-arg; prints its result")
+      "the same --budget/--no-seeds/--no-neighbours/--libfuzzer-arg; prints its result")
     a("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
       help="compare two scoreboard.json runs per entry (log-rank and Mann-Whitney U) "
       "instead of running campaigns; writes compare.md/.json (and survival.png) in --out")
@@ -349,7 +368,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _hunt(args: argparse.Namespace) -> Hunt:
-    return Hunt(args.budget, args.minimize_time, not args.no_seeds,
+    return Hunt(args.budget, args.minimize_time, not args.no_seeds, not args.no_neighbours,
                 tuple(args.libfuzzer_arg))
 
 
@@ -398,7 +417,7 @@ def compare_runs(path_a: Path, path_b: Path, out: Path) -> str:
     if not common:
         raise UsageError(f"{path_a} and {path_b} have no entry in common")
     lines = [f"{label}: `{path}` ({meta['trials']} trials, budget {meta['budget']:.0f} s, "
-             f"{'seeds' if meta.get('seeds', True) else 'no seeds'}, {_flags(meta)}revision "
+             f"{_inputs(meta)}, {_flags(meta)}revision "
              f"{meta['revision'][:12]})"
              for label, path, meta in (("A", path_a, meta_a), ("B", path_b, meta_b))]
     lines += ["",
@@ -463,7 +482,8 @@ def _main(args: argparse.Namespace) -> int:
     trials, rows = _run_entries(args, entries, root, progress)
     progress.close()
     meta = {"trials": args.trials, "budget": args.budget, "revision": git_revision(),
-            "seeds": not args.no_seeds, "libfuzzer_args": list(args.libfuzzer_arg),
+            "seeds": not args.no_seeds, "neighbours": not args.no_neighbours,
+            "libfuzzer_args": list(args.libfuzzer_arg),
             "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
             "wall": time.monotonic() - t0}
     plot_survival([detections(e.name, [t for t in trials if t.entry == e.name], args.budget)

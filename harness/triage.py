@@ -206,6 +206,8 @@ class CrashEntry:
     regression: str = ""
     program_text: str = ""
     replay: str = ""
+    #: who made the input: "seed", "neighbour (<seed>: <step>)" or "fuzzer"
+    origin: str = ""
 
     def to_json(self, with_program: bool = True) -> dict[str, Any]:
         d = dataclasses.asdict(self)

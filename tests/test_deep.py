@@ -4,6 +4,12 @@ forked child and stay quiet on correct ones; the minimizer shrinks a loop's coun
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 from harness.binding import run_program
@@ -77,6 +83,59 @@ def test_fork_checks_fire_on_a_broken_child(built, tmp_path, fixture, check, say
         assert "fx_malloc" in out.verdict.message
         # the executor's hidden frames, named by addr2line with their source lines
         assert "<- fx_malloc <- " in out.report and "(fork.c:" in out.report, out.report
+
+
+def _signal_mask(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_a_fork_child_runs_none_of_the_parents_signal_handlers(built, tmp_path):
+    """The replay child (Python) catches SIGINT, as libFuzzer's process does: a group-wide
+    SIGINT landing in the forked child would run that handler where the fork left
+    allocator locks held. The child ignores SIGINT and catches no SIGTERM."""
+    found: list[int] = []
+
+    def forked_children() -> list[int]:
+        me = os.getpid()
+        return [int(d.name) for d in Path("/proc").glob("[0-9]*")
+                if _ppid(int(d.name)) > 0 and _ppid(_ppid(int(d.name))) == me
+                and _comm(int(d.name)).startswith("python")]
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while not found and time.monotonic() < deadline:
+            found.extend((p, _signal_mask(p, "SigIgn"), _signal_mask(p, "SigCgt"))
+                         for p in forked_children()[:1])
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    out = replay(PROGRAM, built("release"), target=Target(build_fixture("forkhang", tmp_path),
+                                                          "fx_"),
+                 env={"HAKX_FORK_TIMEOUT_MS": "3000"}, timeout=60)
+    watcher.join()
+    assert out.name == "fork:hang", out.describe()
+    assert found, "the forked child was not seen"
+    _, ignored, caught = found[0]
+    bit = {s: 1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert ignored & bit[signal.SIGINT] and not caught & bit[signal.SIGINT]
+    assert not caught & bit[signal.SIGTERM]
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return -1
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        return ""
 
 
 @pytest.mark.parametrize("variant", ["release", "asan"])

@@ -42,7 +42,8 @@ def test_help_documents_every_flag():
     out = subprocess.run([sys.executable, "-m", "harness.fuzz", "--help"], cwd=PROJECT_ROOT,
                          capture_output=True, text=True, check=True).stdout
     for flag in ("--build", "--inject", "--target", "--prefix", "--mode", "--threads",
-                 "--max-time", "--jobs", "--seed", "--corpus", "--regressions"):
+                 "--max-time", "--jobs", "--seed", "--corpus", "--regressions",
+                 "--no-neighbours"):
         assert out.count(flag) >= 2, flag  # in usage and in the documented list
     assert "examples:" in out and "python -m harness.fuzz --build asan" in out
 
@@ -193,6 +194,7 @@ def _drive(exits: list[_Exit], *argv: str,
 
 CRASH, QUICK, DEAD, DONE = (_Exit(77, False, 60.0), _Exit(77, False, 1.0),
                             _Exit(1, False, None), _Exit(0, False, 60.0))
+NEIGHBOUR = _Exit(1, False, None, by_neighbour=True)  #: died loading a seed neighbour
 
 
 @pytest.mark.parametrize("exits, forks, why", [
@@ -201,11 +203,36 @@ CRASH, QUICK, DEAD, DONE = (_Exit(77, False, 60.0), _Exit(77, False, 1.0),
     ([QUICK, QUICK, QUICK, DONE], [False, False, False, True], "3 runs in a row"),
     ([DEAD, DEAD, DONE], [False, False, True], "loading its corpus 2 times"),
     ([DEAD, QUICK, QUICK, DONE], [False, False, False, True], "3 runs in a row"),
+    # a load a seed neighbour crashed is no crash loop: that neighbour is taken out
+    ([NEIGHBOUR, NEIGHBOUR, DEAD, DONE], [False] * 4, ""),
 ])
 def test_in_process_restarts_until_a_crash_loop(exits, forks, why):
     result, started, run = _drive(exits)
     assert result == (0, False) and started == forks
     assert why in run.fork_fallback if why else not run.fork_fallback
+
+
+def test_a_seed_neighbour_that_crashes_is_labelled_and_the_rest_still_run(tmp_path):
+    # double_conversion fires on a neighbour of mixed.bin (its aligned_alloc repeated):
+    # the first libFuzzer run dies loading it; the next loads the other neighbours.
+    rc, out, s = fuzz(tmp_path, "--build", "asan", "--inject", "double_conversion",
+                      "--mode", "lockstep", "--ignore-known", "--max-time", "30",
+                      "--triage-runs", "1", "--minimize-time", "5")
+    assert rc == 1, out
+    run = Path(s["run_dir"])
+    made_by = {e["origin"] for e in s["entries"] if e["distinct"]}
+    assert any(o.startswith("neighbour (mixed.bin: record ") for o in made_by), made_by
+    cmds, runs = _runs(run)
+    assert str(run / "neighbours") in cmds[0] and "INITED" not in runs[0], runs[0][-2000:]
+    crashed = next(p for p in (run / "crashes").iterdir() if p.name.startswith("crash-"))
+    assert not (run / "neighbours" / crashed.name.removeprefix("crash-")).exists()
+    assert str(run / "neighbours") in cmds[1] and not s["fork_fallback"]
+    assert "made by: neighbour (mixed.bin" in (run / "report.md").read_text()
+    # --no-neighbours: none written, none loaded
+    rc, out, s = fuzz(tmp_path / "none", "--build", "asan", "--no-neighbours",
+                      "--max-time", "2")
+    assert not (Path(s["run_dir"]) / "neighbours").exists()
+    assert "/neighbours" not in (Path(s["run_dir"]) / "command.txt").read_text()
 
 
 def test_a_one_time_crasher_under_stop_on_find_restarts_in_process():
@@ -320,6 +347,36 @@ def test_no_fuzzer_process_outlives_a_killed_driver(tmp_path, args):
     driver.kill()
     driver.wait()
     _wait_for(lambda: sid not in _sessions(), "libFuzzer or a job outlived the driver", 60)
+
+
+def test_no_fork_child_outlives_its_libfuzzer(tmp_path):
+    """libFuzzer ends on its own timeout in the middle of a fork op whose child hangs and
+    cannot say so (fixture forkhang, FX_DEAF): the child is left behind, and the driver
+    ends what is left of libFuzzer's process group."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "fork").write_bytes(encode(Program(2, (Op("malloc", 0, 1, 48), Op("fork", 1)))))
+    cmd = [sys.executable, "-m", "harness.fuzz", "--campaigns", str(tmp_path / "campaigns"),
+           "--regressions", str(tmp_path / "regs"), "--no-progress", "--build", "asan",
+           "--target", "fixture:forkhang", "--no-seeds", "--corpus", str(corpus),
+           "--mode", "lockstep", "--timeout", "2", "--max-time", "3", "--triage-runs", "1",
+           "--minimize-time", "1"]
+    env = {**os.environ, "FX_DEAF": "1", "HAKX_FORK_TIMEOUT_MS": "600000"}
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 1 and "new crash timeout" in done.stderr, done.stderr
+
+    def fuzz_targets() -> list[int]:
+        return [int(d.name) for d in Path("/proc").glob("[0-9]*")
+                if str(tmp_path).encode() in _cmdline(d)]
+    _wait_for(lambda: not fuzz_targets(), "a fork child outlived its libFuzzer", 30)
+
+
+def _cmdline(proc_dir: Path) -> bytes:
+    try:
+        return (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_sigterm_stops_the_campaign_and_writes_its_summary(tmp_path):

@@ -325,6 +325,26 @@ static void judge(struct hx_run *r, size_t i, int t, pid_t pid, int timeout_ms, 
     }
 }
 
+/* The child runs none of the handlers the process installed for signals sent to it from
+ * outside: a fuzzer's (libFuzzer prints its statistics and allocates a path in its SIGINT
+ * handler) would run where the fork left allocator locks held, and hang the child for
+ * good. A SIGINT goes to the whole process group (a Ctrl-C, a campaign's stop): it is the
+ * parent's to act on, and the child, ignoring it, finishes its check or reports its hang.
+ * The others caught here get their default action (ignored ones stay ignored). Signals
+ * stay blocked across the fork (see hx_fork) so that none lands before this. */
+static void drop_inherited_handlers(void)
+{
+    static const int outside[] = {SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    signal(SIGINT, SIG_IGN);
+    for (size_t k = 0; k < sizeof outside / sizeof outside[0]; k++) {
+        struct sigaction sa;
+        if (sigaction(outside[k], NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+            (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+            continue;
+        signal(outside[k], SIG_DFL);
+    }
+}
+
 void hx_fork(struct hx_run *r, size_t i, int t)
 {
     int fds[2];
@@ -332,8 +352,14 @@ void hx_fork(struct hx_run *r, size_t i, int t)
         hx_error(r, "pipe failed for the fork op: %s", strerror(errno));
         return;
     }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     hx_sched_fork(true);
     pid_t pid = fork();
+    if (pid == 0)
+        drop_inherited_handlers();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid)
         hx_sched_fork(false);
     if (pid < 0) {
