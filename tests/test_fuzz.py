@@ -216,7 +216,7 @@ def test_a_seed_neighbour_that_crashes_is_labelled_and_the_rest_still_run(tmp_pa
     # double_conversion fires on a neighbour of mixed.bin (its aligned_alloc repeated):
     # the first libFuzzer run dies loading it; the next loads the other neighbours.
     rc, out, s = fuzz(tmp_path, "--build", "asan", "--inject", "double_conversion",
-                      "--mode", "lockstep", "--ignore-known", "--max-time", "30",
+                      "--mode", "lockstep", "--ignore-known", "--max-time", "20",
                       "--triage-runs", "1", "--minimize-time", "5")
     assert rc == 1, out
     run = Path(s["run_dir"])
