@@ -109,6 +109,12 @@ class CampaignOptions:
     no_progress: bool = False
     libfuzzer_arg: tuple[str, ...] = ()
 
+    @property
+    def forks_from_start(self) -> bool:
+        """Whether libFuzzer runs in fork mode from the start (``--jobs`` > 1 without
+        ``--stop-on-find``, which fuzzes in-process whatever --jobs says)."""
+        return self.jobs > 1 and not self.stop_on_find
+
     def validate(self) -> CampaignOptions:
         """Itself, or UsageError naming the first bad value."""
         if not 0 <= self.threads <= MAX_THREADS:

@@ -172,7 +172,7 @@ def _seed_neighbours(c: Campaign, seeds: list[Path], say: Callable[[str], None])
     """Writes the seeds' one-step neighbours (harness.neighbours) for the first in-process
     libFuzzer run; None when there are none to give: no seeds, ``--no-neighbours``, or
     fork mode from the start (its corpus merge skips a crashing input without a word)."""
-    if not seeds or c.opts.no_neighbours or (c.opts.jobs > 1 and not c.opts.stop_on_find):
+    if not seeds or c.opts.no_neighbours or c.opts.forks_from_start:
         return None
     found = neighbours.neighbours(((p.name, p.read_bytes()) for d in seeds
                                    for p in sorted(d.glob("*"))),
@@ -330,8 +330,8 @@ class _Run:
         Returns whether a neighbour ended the run and the next one gets the rest."""
         assert self.neighbours is not None
         new = [p for p in artifacts(self.c.dirs.crashes) if p.name not in before]
-        culprits = [self.neighbours / p.name.rsplit("-", 1)[-1] for p in new]
-        culprits = [p for p in culprits if p.is_file()]
+        culprits = [nb for nb in (neighbours.named(p, self.neighbours) for p in new)
+                    if nb.is_file()]
         if loaded or not culprits or self.neighbour_deaths + 1 >= NEIGHBOUR_DEATHS:
             self.neighbours = None
             return False
@@ -351,7 +351,7 @@ class _Run:
         inputs left in the process, or the moment) restarts libFuzzer in-process like any
         other crash: fork mode costs a fresh process per job, and a restart whose corpus
         replay rebuilds that state dies quickly again, which is a crash loop."""
-        fork, rc = self.c.opts.jobs > 1 and not self.c.opts.stop_on_find, 0
+        fork, rc = self.c.opts.forks_from_start, 0
         try:
             while True:
                 end = self.one_libfuzzer(self.left(), fork)

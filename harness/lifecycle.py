@@ -119,11 +119,12 @@ class CrashLifecycle:
                             timeout=timeout, prefer=mode, hang=hang)
         return rep
 
-    def _origin(self, path: Path) -> str:
+    def _origin(self, path: Path) -> tuple[str, str]:
+        """(origin, step) of a crash file, as CrashEntry records them."""
         if path.name.startswith(SEED_CRASH_PREFIX):
-            return "seed"
+            return "seed", ""
         step = neighbours.origin(path, self.dirs.neighbours)
-        return "fuzzer" if step is None else f"neighbour ({step})"
+        return ("fuzzer", "") if step is None else ("neighbour", step)
 
     def one(self, path: Path) -> None:
         """One crash file through the lifecycle."""
@@ -134,9 +135,10 @@ class CrashLifecycle:
         hang = path.name.startswith("timeout-")  # libFuzzer's name for a timed-out input
         timeout = hang_timeout(self.opts.timeout) if hang else CRASH_REPLAY_TIMEOUT
         rep = self._reproduce(program, mode, timeout, hang)
+        origin, step = self._origin(path)
         entry = CrashEntry(str(path), rep.signature, str(rep.reliability), rep.mode,
                            rep.repeats, len(program.ops), round(t0 - self.start, 2),
-                           origin=self._origin(path))
+                           origin=origin, step=step)
         if rep.signature == "pass":
             entry.note = "did not reproduce in a fresh process (one-time crasher)"
             if rep.trouble is not None:
@@ -168,7 +170,7 @@ class CrashLifecycle:
         with self.stats.lock:
             self.stats.new_distinct += 1
         self.say(f"new crash {rep.signature} ({rep.reliability} {rep.mode}) from {path.name} "
-                 f"(made by: {entry.origin}); minimizing {len(program.ops)} ops")
+                 f"(made by: {entry.made_by}); minimizing {len(program.ops)} ops")
         self._minimize_and_keep(entry, program, rep, timeout, t0)
         self.known[key] = Path(entry.regression)
 

@@ -42,7 +42,7 @@ from harness.program import (
     from_fuzz_input,
 )
 
-__all__ = ["INDEX", "Neighbour", "neighbours", "origin", "write"]
+__all__ = ["INDEX", "Neighbour", "named", "neighbours", "origin", "write"]
 
 #: the index of a neighbours folder: one JSON line per file
 INDEX = "index.jsonl"
@@ -87,10 +87,9 @@ def neighbours(seeds: Iterable[tuple[str, bytes]], fold: int, max_len: int) -> l
     neither a seed nor longer than ``max_len``; the first step to reach a program names
     it. ``fold``: the campaign's ``--threads`` (0: any), which bounds the threads a record
     can move to as the target folds them (:func:`harness.program.from_fuzz_input`)."""
-    seen = set()
-    out = []
     pairs = list(seeds)
-    seen.update(data for _, data in pairs)
+    seen = {data for _, data in pairs}
+    out = []
     for name, data in pairs:
         threads = decode(from_fuzz_input(data, "lockstep", fold)[0]).threads
         for step, program in _steps(data, threads):
@@ -112,10 +111,16 @@ def write(found: Iterable[Neighbour], folder: Path) -> int:
     return count
 
 
+def named(crash_file: Path, folder: Path) -> Path:
+    """The file in ``folder`` that a crash file (libFuzzer's ``<kind>-<sha1>``) would be,
+    were it a neighbour (it need not exist)."""
+    return folder / crash_file.name.rsplit("-", 1)[-1]
+
+
 def origin(crash_file: Path, folder: Path) -> str | None:
-    """``"<seed>: <step>"`` when ``crash_file`` (libFuzzer's ``<kind>-<sha1>``) is one of
-    the neighbours indexed in ``folder``; None otherwise."""
-    sha1 = crash_file.name.rsplit("-", 1)[-1]
+    """``"<seed>: <step>"`` when ``crash_file`` is one of the neighbours indexed in
+    ``folder`` (taken out of the folder since, or not); None otherwise."""
+    sha1 = named(crash_file, folder).name
     index = folder / INDEX
     if not index.is_file():
         return None

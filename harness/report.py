@@ -115,7 +115,7 @@ def _entry_lines(e: CrashEntry) -> list[str]:
              f"- reliability: {e.reliability} ({e.mode}, repeats {e.repeats})",
              f"- crash input: `{e.file}` (and {e.duplicates} duplicates)"]
     if e.origin:
-        lines.append(f"- made by: {e.origin}")
+        lines.append(f"- made by: {e.made_by}")
     if e.frames:
         lines.append(f"- frames: {' <- '.join(e.frames[:8])}")
     if e.minimized_ops is not None:

@@ -181,9 +181,9 @@ def score_trial(entry: Entry, trial: Trial, trial_dir: Path, rc: int) -> Trial:
             # replay fails), not the raw crash's first triage
             trial.reliability = str(Regression.read(Path(e.regression)).reliability)
             trial.regression = e.regression
-            trial.found_by = e.origin.split(" ", 1)[0] or (  # a summary from before origins
+            trial.found_by = e.origin or (  # a summary from before origins
                 "seed" if Path(e.file).name.startswith(SEED_CRASH_PREFIX) else "fuzzer")
-            trial.step = e.origin.partition(" ")[2].strip("()")
+            trial.step = e.step
     if others:
         trial.problem = "; ".join(others)
     elif not trial.detected:

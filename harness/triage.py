@@ -206,8 +206,12 @@ class CrashEntry:
     regression: str = ""
     program_text: str = ""
     replay: str = ""
-    #: who made the input: "seed", "neighbour (<seed>: <step>)" or "fuzzer"
-    origin: str = ""
+    origin: str = ""  #: who made the input: "seed", "neighbour" or "fuzzer"
+    step: str = ""  #: a neighbour's "<seed>: <step>" (harness.neighbours)
+
+    @property
+    def made_by(self) -> str:
+        return f"{self.origin} ({self.step})" if self.step else self.origin
 
     def to_json(self, with_program: bool = True) -> dict[str, Any]:
         d = dataclasses.asdict(self)

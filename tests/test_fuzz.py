@@ -220,8 +220,9 @@ def test_a_seed_neighbour_that_crashes_is_labelled_and_the_rest_still_run(tmp_pa
                       "--triage-runs", "1", "--minimize-time", "5")
     assert rc == 1, out
     run = Path(s["run_dir"])
-    made_by = {e["origin"] for e in s["entries"] if e["distinct"]}
-    assert any(o.startswith("neighbour (mixed.bin: record ") for o in made_by), made_by
+    made_by = {(e["origin"], e["step"]) for e in s["entries"] if e["distinct"]}
+    assert any(o == "neighbour" and step.startswith("mixed.bin: record ")
+               for o, step in made_by), made_by
     cmds, runs = _runs(run)
     assert str(run / "neighbours") in cmds[0] and "INITED" not in runs[0], runs[0][-2000:]
     crashed = next(p for p in (run / "crashes").iterdir() if p.name.startswith("crash-"))

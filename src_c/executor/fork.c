@@ -338,10 +338,8 @@ static void drop_inherited_handlers(void)
     signal(SIGINT, SIG_IGN);
     for (size_t k = 0; k < sizeof outside / sizeof outside[0]; k++) {
         struct sigaction sa;
-        if (sigaction(outside[k], NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
-            (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
-            continue;
-        signal(outside[k], SIG_DFL);
+        if (sigaction(outside[k], NULL, &sa) == 0 && sa.sa_handler != SIG_IGN)
+            signal(outside[k], SIG_DFL);
     }
 }
 
