@@ -6,6 +6,7 @@
 #   SRC OUT WORK            source root, output folder (what the fleet ships), scratch space
 #   CC CFLAGS               the compiler and its flags: sanitizer (-fsanitize=address or the
 #                           undefined set) plus -fsanitize=fuzzer-no-link for coverage
+#   CXX                     the C++ driver of the same clang (links the ASan runtime below)
 #   SANITIZER               address | undefined | coverage (Python targets support no other)
 #   LIB_FUZZING_ENGINE      how a native target would link libFuzzer; atheris brings its own
 #                           libFuzzer, so this is only checked to be set
@@ -27,8 +28,10 @@
 #   hakmem_M_fuzzer.dict                fuzz/hakmem.dict
 #   hakmem_M_fuzzer.options             libFuzzer and sanitizer options
 # and, shared by the targets: libhakmem_mutator.so (fuzz/mutator.c, the record-aware custom
-# mutator the wrapper preloads), sanitizer_with_fuzzer.so and llvm-symbolizer (put there by
-# the compile step on the fleet; copied from atheris / PATH here when missing, natively).
+# mutator the wrapper preloads), the sanitizer runtime with libFuzzer inside (address:
+# hakmem_asan_with_fuzzer.so, merged here from $CXX's archives; undefined:
+# sanitizer_with_fuzzer.so, put there by the compile step on the fleet, copied from atheris
+# natively) and llvm-symbolizer (from PATH when the compile step has not put it there).
 # The shebang's -eu is lost when the script is run as `bash build.sh` (the tests do; the
 # compile step runs `bash -eux`): state it here so that both stop at the first failure.
 set -euo pipefail
@@ -40,10 +43,10 @@ die() {
 
 # --- the OSS-Fuzz environment: say which variable is missing rather than fail later on an
 # empty path (an unset $OUT would make "$OUT/x" a file at the root).
-for var in SRC OUT WORK CC CFLAGS SANITIZER LIB_FUZZING_ENGINE FUZZING_LANGUAGE; do
+for var in SRC OUT WORK CC CXX CFLAGS SANITIZER LIB_FUZZING_ENGINE FUZZING_LANGUAGE; do
     if [ -z "${!var+set}" ]; then
         die "\$$var is not set. The OSS-Fuzz compile step provides it; to run natively set" \
-            "SRC, OUT, WORK, CC, CFLAGS, SANITIZER, LIB_FUZZING_ENGINE and FUZZING_LANGUAGE" \
+            "SRC, OUT, WORK, CC, CXX, CFLAGS, SANITIZER, LIB_FUZZING_ENGINE and FUZZING_LANGUAGE" \
             "yourself (see the README, \"ClusterFuzzLite and OSS-Fuzz\")."
     fi
 done
@@ -153,17 +156,30 @@ if [ -n "$prefix" ]; then
 fi
 echo "build.sh: libhakmem.so ($SANITIZER${inject:+, injected $inject}) built and verified in $((SECONDS - started)) s"
 
-# --- runtimes the wrapper preloads. On the fleet the compile step has put
-# sanitizer_with_fuzzer.so (atheris's sanitizer runtime with libFuzzer inside) and
-# llvm-symbolizer in $OUT; natively nothing has, so take them from the same places.
-if [ "$SANITIZER" != coverage ] && [ ! -f "$OUT/sanitizer_with_fuzzer.so" ]; then
-    site=$(python3 -c 'import atheris; print(atheris.path())') ||
-        die "atheris is not installed for python3 (pip install atheris)"
-    case "$SANITIZER" in
-        address) cp "$site/asan_with_fuzzer.so" "$OUT/sanitizer_with_fuzzer.so" ;;
-        undefined) cp "$site/ubsan_with_fuzzer.so" "$OUT/sanitizer_with_fuzzer.so" ;;
-    esac
-fi
+# --- runtimes the wrapper preloads. ASan's is merged from the archives of the clang that
+# compiled the library, not taken from atheris: atheris's asan_with_fuzzer.so (3.0.0)
+# registers no fork handler, and a fork op's child then inherits an ASan allocator lock
+# another thread held and hangs (a fork:hang that does not replay; see
+# harness/merged_runtime.py). UBSan has no allocator, so atheris's copy serves: on the fleet
+# the compile step has put it in $OUT as sanitizer_with_fuzzer.so; natively take it from
+# atheris.
+case "$SANITIZER" in
+    address)
+        runtime=hakmem_asan_with_fuzzer.so
+        python3 "$root/harness/merged_runtime.py" --cxx "$CXX" "$OUT/$runtime" ||
+            die "merging ASan's runtime with libFuzzer from $CXX's archives failed (said why above)"
+        chmod -x "$OUT/$runtime" # not a fuzz target: OSS-Fuzz takes executables in $OUT for those
+        ;;
+    undefined)
+        runtime=sanitizer_with_fuzzer.so
+        if [ ! -f "$OUT/$runtime" ]; then
+            site=$(python3 -c 'import atheris; print(atheris.path())') ||
+                die "atheris is not installed for python3 (pip install atheris)"
+            cp "$site/ubsan_with_fuzzer.so" "$OUT/$runtime"
+        fi
+        ;;
+    *) runtime= ;;
+esac
 # (Debian's clang-19 brings it as llvm-symbolizer-19; the wrapper names llvm-symbolizer.)
 if [ ! -e "$OUT/llvm-symbolizer" ]; then
     for s in llvm-symbolizer llvm-symbolizer-19; do
@@ -267,7 +283,7 @@ package() {
 # LLVMFuzzerTestOneInput: hakmem $m-mode target (atheris, PyInstaller bundle $name.pkg).
 this_dir=\$(dirname "\$0")
 chmod +x "\$this_dir/$name.pkg"
-LD_PRELOAD="\$this_dir/sanitizer_with_fuzzer.so \$this_dir/libhakmem_mutator.so" \\
+LD_PRELOAD="${runtime:+\$this_dir/$runtime }\$this_dir/libhakmem_mutator.so" \\
 ASAN_OPTIONS="\$ASAN_OPTIONS:symbolize=1:external_symbolizer_path=\$this_dir/llvm-symbolizer:detect_leaks=0" \\
 UBSAN_OPTIONS="\$UBSAN_OPTIONS:symbolize=1:external_symbolizer_path=\$this_dir/llvm-symbolizer" \\
 exec "\$this_dir/$name.pkg" "\$@"

@@ -6,11 +6,8 @@ Native coverage means a coverage build (``<build>-cov``, harness.variants, compi
 coverage symbols (RECIPES.md):
 
 * asan: ASan's runtime with libFuzzer linked in, one shared object that replaces the plain
-  ASan runtime. It is merged here from clang's archives, the way atheris builds the
-  ``asan_with_fuzzer.so`` it ships, because that copy (atheris 3.0.0) registers no fork
-  handler: a fork made while another thread held one of ASan's allocator locks left the
-  child that lock, and the child hung in its first allocation (``fork:hang`` crashes that
-  did not replay). clang's runtime takes those locks around every fork;
+  ASan runtime, merged from clang's archives by harness.merged_runtime (which says why
+  atheris's own copy will not do);
 * tsan: no merged runtime can be linked (the tsan archive uses static TLS), so libFuzzer is
   built as a shared object of its own from clang's ``libclang_rt.fuzzer_no_main`` archive
   and preloaded ahead of the TSan runtime. With the TSan runtime alone, libFuzzer runs
@@ -31,7 +28,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness import PROJECT_ROOT
+from harness import PROJECT_ROOT, merged_runtime
 from harness.build import Build, output_dir
 from harness.errors import BuildError, UsageError
 from harness.toolchain import CLANG, CLANGXX, INSTALL_HINT
@@ -80,60 +77,37 @@ def mutator_lib() -> Path:
                        f"-I{HAKX_H.parent}", str(MUTATOR_SRC)])
 
 
-def _runtime_archive(name: str) -> Path | None:
-    """clang's ``libclang_rt.<name>-x86_64.a``, or None when clang++ or the archive is
-    missing."""
-    cxx = shutil.which(CLANGXX)
-    if cxx is None:
-        return None
-    res = subprocess.run([cxx, "-print-resource-dir"], capture_output=True, text=True)
-    archive = Path(res.stdout.strip()) / "lib" / "linux" / f"libclang_rt.{name}-x86_64.a"
-    return archive if not res.returncode and archive.is_file() else None
-
-
-def _shared_from_archives(name: str, archives: list[Path],
-                          strip: tuple[Path, str] | None = None) -> Path:
-    """The archives, whole, linked into one shared object, built once per their content.
-    ``strip``: (one of the archives, an object of it left out)."""
-    digest = hashlib.sha256(b"".join(a.read_bytes() for a in archives)).hexdigest()
-    out = _output(name, digest)
-    if out.is_file():  # before the copy stripping would make
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    copy = out.with_suffix(f".{os.getpid()}.a")
-    parts = list(archives)
+def _shared_from_archives(name: str, names: tuple[str, ...],
+                          strip: tuple[str, str] | None = None) -> Path | None:
+    """clang's archives ``names``, whole, linked into one shared object, built once per
+    their content; None when clang++ or one of the archives is missing. ``strip``: (one
+    of ``names``, an object of it left out)."""
     try:
-        if strip is not None:
-            shutil.copyfile(strip[0], copy)
-            proc = subprocess.run(["ar", "d", str(copy), strip[1]], capture_output=True,
-                                  text=True)
-            if proc.returncode:
-                raise BuildError(f"removing {strip[1]} from {strip[0]} failed: "
-                                 f"{proc.stderr.strip()}")
-            parts[parts.index(strip[0])] = copy
-        whole = ["-Wl,--whole-archive", *map(str, parts), "-Wl,--no-whole-archive"]
-        return _link_once(name, digest, [CLANGXX, "-shared", *whole, "-lpthread", "-ldl"])
-    finally:
-        copy.unlink(missing_ok=True)
+        parts = merged_runtime.archives(CLANGXX, names)
+    except merged_runtime.MergeError:
+        return None
+    digest = hashlib.sha256(b"".join(a.read_bytes() for a in parts)).hexdigest()
+    out = _output(name, digest)
+    if out.is_file():
+        return out
+    stripped = None if strip is None else (parts[names.index(strip[0])], strip[1])
+    try:
+        return merged_runtime.merge(CLANGXX, parts, out, stripped)
+    except merged_runtime.MergeError as exc:
+        raise BuildError(str(exc)) from exc
 
 
 def libfuzzer_lib() -> Path | None:
     """libFuzzer as a shared object (from clang's fuzzer_no_main archive), or None when
     clang++ or the archive is missing."""
-    archive = _runtime_archive("fuzzer_no_main")
-    return None if archive is None else _shared_from_archives("libfuzzer_no_main", [archive])
+    return _shared_from_archives("libfuzzer_no_main", ("fuzzer_no_main",))
 
 
 def asan_fuzzer_lib() -> Path | None:
-    """ASan's runtime and libFuzzer in one shared object, or None when clang++ or one of
-    the archives is missing. ASan's preinit object is left out: a shared object cannot
-    carry ``.preinit_array``, and a preloaded runtime is initialised first anyway."""
-    fuzzer, asan, asan_cxx = (_runtime_archive(n)
-                              for n in ("fuzzer_no_main", "asan", "asan_cxx"))
-    if fuzzer is None or asan is None or asan_cxx is None:
-        return None
-    return _shared_from_archives("libasan_fuzzer", [fuzzer, asan, asan_cxx],
-                                 strip=(asan, "asan_preinit.cpp.o"))
+    """ASan's runtime and libFuzzer in one shared object (harness.merged_runtime), or
+    None when clang++ or one of the archives is missing."""
+    return _shared_from_archives("libasan_fuzzer", merged_runtime.ASAN_FUZZER,
+                                 merged_runtime.ASAN_PREINIT)
 
 
 def native_runtime(build: str) -> tuple[str | None, Path | None, str]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness import PROJECT_ROOT
+from tests.runtime.probe import build_probe, fork_amid_malloc
 
 BUILD_SH = PROJECT_ROOT / ".clusterfuzzlite" / "build.sh"
 MODES = ("lockstep", "concurrent")
@@ -50,8 +51,8 @@ OSS_FUZZ_CFLAGS = (
     "-fsanitize=fuzzer-no-link "
     "-fno-sanitize=function,leak,vptr,"
 )
-OSS_FUZZ_VARS = ("SRC", "OUT", "WORK", "CC", "CFLAGS", "SANITIZER", "LIB_FUZZING_ENGINE",
-                 "FUZZING_LANGUAGE")
+OSS_FUZZ_VARS = ("SRC", "OUT", "WORK", "CC", "CXX", "CFLAGS", "SANITIZER",
+                 "LIB_FUZZING_ENGINE", "FUZZING_LANGUAGE")
 
 
 def oss_fuzz_env(base: Path, **extra: str) -> dict[str, str]:
@@ -65,6 +66,7 @@ def oss_fuzz_env(base: Path, **extra: str) -> dict[str, str]:
         OUT=str(base / "out"),
         WORK=str(base / "work"),
         CC="clang-19",
+        CXX="clang++-19",
         CFLAGS=OSS_FUZZ_CFLAGS,
         SANITIZER="address",
         LIB_FUZZING_ENGINE="-fsanitize=fuzzer",
@@ -202,7 +204,7 @@ def _fuzz_targets(out: Path) -> set[str]:
 def test_out_holds_what_the_engines_expect(out_dir: Path) -> None:
     assert _fuzz_targets(out_dir) == set(FUZZERS)
     # The wrapper preloads these from its own directory.
-    assert (out_dir / "sanitizer_with_fuzzer.so").is_file()
+    assert (out_dir / "hakmem_asan_with_fuzzer.so").is_file()
     assert (out_dir / "libhakmem_mutator.so").is_file()
     seeds = sorted(p.name for p in (PROJECT_ROOT / "fuzz" / "seeds").glob("*.bin"))
     assert seeds, "fuzz/seeds is empty"
@@ -238,7 +240,7 @@ def test_fuzzer_runs_with_native_coverage_of_the_allocator(out_dir: Path, fuzzer
                       f"-artifact_prefix={tmp_path}/", str(corpus))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
-    # atheris's libFuzzer from the preloaded sanitizer_with_fuzzer.so, not a second copy.
+    # libFuzzer from the preloaded hakmem_asan_with_fuzzer.so, not atheris's second copy.
     assert "Using preloaded libfuzzer" in log, log[-4000:]
     m = re.search(r"Loaded 1 modules\s+\((\d+) inline 8-bit counters\)", log)
     assert m and int(m.group(1)) > 0, f"no native coverage of libhakmem.so:\n{log[-4000:]}"
@@ -251,6 +253,15 @@ def test_fuzzer_runs_with_native_coverage_of_the_allocator(out_dir: Path, fuzzer
     # counters its __sancov_cntrs section holds (one byte each).
     assert int(m.group(1)) == sancov_counters(out_dir.parent / "work" / "hakmem-lib" /
                                               "libhakmem.so")
+
+
+def test_the_packaged_asan_runtime_keeps_fork_children_able_to_allocate(
+        out_dir: Path, tmp_path: Path) -> None:
+    # the fork op's child must not inherit an ASan allocator lock (tests/test_fuzz_runtime.py
+    # shows the probe firing on atheris's runtime, which build.sh no longer ships)
+    probe = build_probe(tmp_path)
+    runtime = out_dir / "hakmem_asan_with_fuzzer.so"
+    assert fork_amid_malloc(probe, runtime, 200, 5000) == "no child hung in 200 forks"
 
 
 def sancov_counters(lib: Path) -> int:

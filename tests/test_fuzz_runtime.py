@@ -12,43 +12,27 @@ registers no fork handler) and none on the runtime campaigns use.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import atheris
 import pytest
 
+from harness import PROJECT_ROOT
 from harness.fuzzlibs import asan_fuzzer_lib
-from tests.fixtures.fxlib import compiler
-
-PROBE = Path(__file__).resolve().parent / "runtime" / "fork_amid_malloc.c"
+from tests.runtime.probe import build_probe, fork_amid_malloc
 
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cc = compiler()
-    assert cc is not None, "no C compiler on PATH"
-    out = tmp_path_factory.mktemp("probe") / "fork_amid_malloc"
-    subprocess.run([cc, "-O1", "-std=c11", "-Wall", "-pthread", "-o", str(out), str(PROBE)],
-                   check=True, capture_output=True, text=True)
-    return out
-
-
-def _fork_amid_malloc(probe: Path, runtime: Path, forks: int, wait_ms: int,
-                      seconds: int = 600) -> str:
-    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(runtime),
-           "ASAN_OPTIONS": "detect_leaks=0:quarantine_size_mb=0:"
-                           "allocator_release_to_os_interval_ms=0"}
-    proc = subprocess.run([str(probe), str(forks), str(wait_ms), str(seconds)], env=env,
-                          capture_output=True, text=True, timeout=seconds + 300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout.strip()
+    return build_probe(tmp_path_factory.mktemp("probe"))
 
 
 def test_the_campaign_runtime_keeps_fork_children_able_to_allocate(probe: Path) -> None:
     runtime = asan_fuzzer_lib()
     assert runtime is not None, "clang's asan and fuzzer_no_main archives are missing"
     # A healthy child ends in milliseconds; the wait is long so a busy machine is no hang.
-    assert _fork_amid_malloc(probe, runtime, 200, 5000) == "no child hung in 200 forks"
+    assert fork_amid_malloc(probe, runtime, 200, 5000) == "no child hung in 200 forks"
 
 
 def test_the_probe_fires_on_a_runtime_without_a_fork_handler(probe: Path) -> None:
@@ -57,5 +41,15 @@ def test_the_probe_fires_on_a_runtime_without_a_fork_handler(probe: Path) -> Non
     # threads are mostly off CPU at a fork, and a run of 2,000 forks (28 s at load 7) was
     # seen to miss; hence forks until a hang, for up to 3 minutes (hung children: within 2,
     # 10, 498, 1,288 and 1,837 forks in six runs at load 5-8, one missing at 2,000).
-    out = _fork_amid_malloc(probe, shipped, 10**9, 2000, 180)
+    out = fork_amid_malloc(probe, shipped, 10**9, 2000, 180)
     assert out.startswith("hung at fork "), out
+
+
+def test_a_clang_without_the_runtime_archives_is_named(tmp_path: Path) -> None:
+    # build.sh runs the merge as a script, on a builder without the harness's dependencies
+    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "harness" / "merged_runtime.py"),
+                           "--cxx", "no-such-clang++", str(tmp_path / "rt.so")],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert "no-such-clang++: libclang_rt.fuzzer_no_main-x86_64.a not found" in proc.stderr
+    assert not (tmp_path / "rt.so").exists()
