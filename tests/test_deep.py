@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from harness.checks import replay
 from harness.minimize import minimize
 from harness.program import Op, Program, expand
 from harness.target import Target
+from tests.fixtures import procfs
 from tests.fixtures.fxlib import build_fixture
 
 CHURN = Program(3, (
@@ -85,13 +85,6 @@ def test_fork_checks_fire_on_a_broken_child(built, tmp_path, fixture, check, say
         assert "<- fx_malloc <- " in out.report and "(fork.c:" in out.report, out.report
 
 
-def _signal_mask(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1], 16)
-    raise AssertionError(f"no {field} for {pid}")
-
-
 def test_a_fork_child_runs_none_of_the_parents_signal_handlers(built, tmp_path):
     """The replay child (Python) catches SIGINT, as libFuzzer's process does: a group-wide
     SIGINT landing in the forked child would run that handler where the fork left
@@ -100,14 +93,14 @@ def test_a_fork_child_runs_none_of_the_parents_signal_handlers(built, tmp_path):
 
     def forked_children() -> list[int]:
         me = os.getpid()
-        return [int(d.name) for d in Path("/proc").glob("[0-9]*")
-                if _ppid(int(d.name)) > 0 and _ppid(_ppid(int(d.name))) == me
-                and _comm(int(d.name)).startswith("python")]
+        return [p for p in procfs.pids()
+                if procfs.ppid(p) > 0 and procfs.ppid(procfs.ppid(p)) == me
+                and procfs.comm(p).startswith("python")]
 
     def watch() -> None:
         deadline = time.monotonic() + 30
         while not found and time.monotonic() < deadline:
-            found.extend((p, _signal_mask(p, "SigIgn"), _signal_mask(p, "SigCgt"))
+            found.extend((p, procfs.signal_mask(p, "SigIgn"), procfs.signal_mask(p, "SigCgt"))
                          for p in forked_children()[:1])
             time.sleep(0.05)
     watcher = threading.Thread(target=watch)
@@ -122,20 +115,6 @@ def test_a_fork_child_runs_none_of_the_parents_signal_handlers(built, tmp_path):
     bit = {s: 1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM)}
     assert ignored & bit[signal.SIGINT] and not caught & bit[signal.SIGINT]
     assert not caught & bit[signal.SIGTERM]
-
-
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError):
-        return -1
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text()
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("variant", ["release", "asan"])

@@ -24,6 +24,7 @@ from harness.libfuzzer import SCHED_SEEDS, SEEDS, CampaignDirs, Stats, command, 
 from harness.program import Op, Program, encode
 from harness.regression_check import check_regression
 from harness.regressions import Regression
+from tests.fixtures import procfs
 
 
 def fuzz(tmp_path: Path, *args: str, timeout: float = 1200) -> tuple[int, str, dict]:
@@ -290,18 +291,6 @@ def test_libfuzzer_command_modes(tmp_path):
     assert inproc[-1] == str(tmp_path / "corpus") or inproc[-2] == str(tmp_path / "corpus")
 
 
-def _sessions() -> dict[int, list[int]]:
-    """Session id -> the pids in it, read from /proc."""
-    out: dict[int, list[int]] = {}
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        out.setdefault(int(fields[3]), []).append(int(d.name))
-    return out
-
-
 def _wait_for(cond, what: str, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while not cond():
@@ -326,20 +315,13 @@ def _start_campaign(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], 
 
     def fuzzing() -> bool:
         assert driver.poll() is None, driver.communicate()[1]
-        sid[:] = [k for k, pids in _sessions().items()
-                  if k != os.getsid(0) and any(_ppid(p) == driver.pid for p in pids)]
+        sid[:] = [k for k, pids in procfs.sessions().items()
+                  if k != os.getsid(0) and any(procfs.ppid(p) == driver.pid for p in pids)]
         if not sid:
             return False
-        return len(_sessions().get(sid[0], [])) >= 2 if "--jobs" in args else inited()
+        return len(procfs.sessions().get(sid[0], [])) >= 2 if "--jobs" in args else inited()
     _wait_for(fuzzing, "libFuzzer did not start fuzzing")
     return driver, sid[0]
-
-
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError):
-        return -1
 
 
 @pytest.mark.parametrize("args", [(), ("--jobs", "2")], ids=["in-process", "fork"])
@@ -347,7 +329,7 @@ def test_no_fuzzer_process_outlives_a_killed_driver(tmp_path, args):
     driver, sid = _start_campaign(tmp_path, *args)
     driver.kill()
     driver.wait()
-    _wait_for(lambda: sid not in _sessions(), "libFuzzer or a job outlived the driver", 60)
+    _wait_for(lambda: sid not in procfs.sessions(), "libFuzzer or a job outlived the driver", 60)
 
 
 def test_no_fork_child_outlives_its_libfuzzer(tmp_path):
@@ -368,16 +350,8 @@ def test_no_fork_child_outlives_its_libfuzzer(tmp_path):
     assert done.returncode == 1 and "new crash timeout" in done.stderr, done.stderr
 
     def fuzz_targets() -> list[int]:
-        return [int(d.name) for d in Path("/proc").glob("[0-9]*")
-                if str(tmp_path).encode() in _cmdline(d)]
+        return [p for p in procfs.pids() if str(tmp_path).encode() in procfs.cmdline(p)]
     _wait_for(lambda: not fuzz_targets(), "a fork child outlived its libFuzzer", 30)
-
-
-def _cmdline(proc_dir: Path) -> bytes:
-    try:
-        return (proc_dir / "cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def test_sigterm_stops_the_campaign_and_writes_its_summary(tmp_path):
@@ -387,4 +361,4 @@ def test_sigterm_stops_the_campaign_and_writes_its_summary(tmp_path):
     assert driver.returncode == 0, err
     s = json.loads(next((tmp_path / "campaigns").glob("*/runs/*/summary.json")).read_text())
     assert s["interrupted"] is True and s["elapsed"] < 600
-    _wait_for(lambda: sid not in _sessions(), "libFuzzer or a job outlived the campaign", 60)
+    _wait_for(lambda: sid not in procfs.sessions(), "libFuzzer or a job outlived the campaign", 60)
