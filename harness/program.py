@@ -383,10 +383,14 @@ def decode(data: bytes) -> Program:
 
 
 def _alloc_bytes(op: Op) -> int:
-    """Bytes an op allocates (and fills): 0 for an impossible request."""
+    """Bytes an op's block may span (filled, later verified): 0 for an impossible request;
+    an aligned block is charged size + alignment, the most its usable size exceeds the
+    request by (hakx_decode's alloc_bytes)."""
     if op.op not in SIZED_OPS or op.size >= REASONABLE_MAX:
         return 0
-    return op.size * op.count if op.op == "calloc" else op.size
+    if op.op == "calloc":
+        return op.size * op.count
+    return op.size + op.align if op.op == "aligned_alloc" else op.size
 
 
 def _cost(op: Op, slot_max: dict[int, int]) -> int:

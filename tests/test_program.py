@@ -218,6 +218,21 @@ def test_expansion_stays_within_the_byte_budget(release_lib) -> None:
         (prog.OPCODES.index(o.op), o.thread, o.slot, o.size, 0) for o in ops]
 
 
+def test_an_aligned_block_is_charged_its_alignment(release_lib) -> None:
+    # Found by a no-seeds scoreboard trial: 298 B at 1 MiB alignment is 440 KiB usable on
+    # hakmem, and a loop of nine writes (each verifies and refills the whole usable block)
+    # per aligned_alloc, charged 298 B an op, ran the op cap for 30 s: a libFuzzer timeout.
+    size, align = 298, 1 << 20
+    body = (Op("aligned_alloc", 2, 41, size, align=align),) + (Op("write", 2, 41),) * 9
+    p = Program(3, (Op("collect", 0), Op("loop", count=600_362, body=body)))
+    ops = prog.expand(p)
+    rounds = prog.MAX_BYTES // (len(body) * (size + align))
+    assert ops == [p.ops[0], *body * rounds]
+    threads, c_ops = c_decode(release_lib, prog.encode(p))
+    assert threads == 3 and c_ops == [
+        (prog.OPCODES.index(o.op), o.thread, o.slot, o.size, o.align) for o in ops]
+
+
 def test_expansion_stays_within_the_heavy_op_budget(release_lib) -> None:
     # Found by a 10-minute campaign on asan: 104k rounds of four barriers on 8 threads
     # (3 ms each, concurrent, under load) ran for many minutes and was kept as a hang.

@@ -28,7 +28,8 @@
  *     r[4] e = r[4] % 21; r[5..7] w = r5 | r6<<8 | r7<<16: count = 1 + w % 2^e (1 .. 2^20)
  *   Loops do not nest: a loop record inside a body is ignored. A loop's count is lowered
  *   so that the expanded program never exceeds HAKX_MAX_OPS ops, nor HAKX_MAX_BYTES bytes
- *   of blocks touched, charged per op in the worst case: what it allocates, plus for free,
+ *   of blocks touched, charged per op in the worst case: what it allocates (aligned_alloc:
+ *   size + alignment, the most its usable size can exceed the request by), plus for free,
  *   write and realloc the largest block the program ever puts in that slot, nor
  *   HAKX_MAX_HEAVY heavy ops (barrier, thread_exit, collect: milliseconds each under a
  *   sanitizer); a plain op past any budget is dropped: its count is lowered to 0.
@@ -69,7 +70,7 @@
 
 /* Bumped when the format or semantics change; hakx_version() returns it, and the harness
  * refuses a library whose version differs from the header it was loaded with. */
-#define HAKX_VERSION 7
+#define HAKX_VERSION 8
 
 #define HAKX_MAX_BODY 16           /* records in a loop body */
 #define HAKX_MAX_COUNT_LOG2 20     /* a loop runs its body at most 2^20 times */
