@@ -33,7 +33,7 @@ from harness.target import Target
 from harness.verdict import Verdict
 
 __all__ = ["NO_ASLR", "STATIC_TLS_TUNABLE", "ChildRun", "child_env", "communicate_or_kill",
-           "run_child"]
+           "run_child", "wait_or_stop"]
 
 #: Lets a foreign allocator that uses initial-exec TLS (jemalloc) be dlopen()ed.
 STATIC_TLS_TUNABLE = "glibc.rtld.optional_static_tls=65536"
@@ -105,12 +105,35 @@ def communicate_or_kill(proc: subprocess.Popen[Any], timeout: float,
         out, err = proc.communicate(stdin, timeout=timeout)
         return out, err, False
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal_group(proc, signal.SIGKILL)
         out, err = proc.communicate()
         return out, err, True
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_or_stop(proc: subprocess.Popen[Any], grace: float) -> int:
+    """The exit status of ``proc``, a tool started in a session of its own. Interrupted
+    (Ctrl-C, or a SIGTERM that cli.interrupt_on_sigterm made one), the tool is asked to
+    stop as a Ctrl-C would ask it (SIGTERM to its process group: harness.fuzz then stops
+    its fuzzer and writes what it found), given ``grace`` seconds, then killed with its
+    group; the interrupt is raised again. Without this the tool, in a session the
+    terminal's Ctrl-C does not reach, would run on alone to the end of its budget."""
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        raise
 
 
 def _serve() -> int:

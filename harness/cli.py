@@ -7,6 +7,7 @@ never tears the bar.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from harness.errors import HarnessError
 
-__all__ = ["ERROR_EXIT_WHEN_FINDINGS", "Progress", "run"]
+__all__ = ["ERROR_EXIT_WHEN_FINDINGS", "Progress", "interrupt_on_sigterm", "run"]
 
 #: Exit status of every error in a tool whose status 1 means "found something".
 ERROR_EXIT_WHEN_FINDINGS = 2
@@ -30,6 +31,17 @@ def run(body: Callable[[], int], *, findings: bool = False) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return ERROR_EXIT_WHEN_FINDINGS if findings else e.exit_code
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interrupt_on_sigterm() -> None:
+    """Makes SIGTERM (a CI job's cancel, a test's kill) end a tool as Ctrl-C does: a
+    KeyboardInterrupt in the main thread, which stops the work in progress and keeps
+    what was done."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 class Progress:

@@ -462,16 +462,11 @@ def campaign(c: Campaign, argv: Sequence[str] = ()) -> CampaignSummary:
     return summary
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opts = parse(argv)
-    # SIGTERM (a CI job's cancel, a test's kill) ends the campaign as Ctrl-C does: the
-    # fuzzer is stopped and what it found is still triaged and written.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # the fuzzer is stopped and what it found is still triaged and written
+    cli.interrupt_on_sigterm()
     return cli.run(lambda: 1 if campaign(setup(opts), argv).new_distinct else 0, findings=True)
 
 

@@ -26,7 +26,10 @@ Output: a table on stdout, ``scoreboard.md``, ``scoreboard.json`` and ``survival
 ``--out`` (default ``campaigns/scoreboard/<time>/``), each trial's campaign folder beside
 them. ``--save`` copies each entry's smallest fully reliable reproducer into regressions/ (or
 ``--regressions``) when it is new there or smaller than the one kept. Exit status: 0 every
-trial detected its bug; 1 some trial did not; 2 usage or environment error.
+trial detected its bug; 1 some trial did not; 2 usage or environment error; 130
+interrupted. Each trial is also appended to ``trials.jsonl`` as it ends; Ctrl-C or SIGTERM
+stops the campaign in progress (it writes what it found) and writes the outputs of the
+trials that finished, marked ``"interrupted": true``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from typing import Any
 from harness import PROJECT_ROOT, cli
 from harness.build import build
 from harness.campaign_options import CampaignOptions
+from harness.child import wait_or_stop
 from harness.errors import UsageError
 from harness.inject import inject_catalogue
 from harness.libfuzzer import CAMPAIGNS, SEED_CRASH_PREFIX
@@ -59,6 +63,11 @@ from harness.survival import Detections, compare, plot_survival
 from harness.triage import Reliability
 
 CONFIG = PROJECT_ROOT / "fuzz" / "scoreboard.toml"
+#: Exit status of a board stopped by Ctrl-C or SIGTERM (what finished is written).
+INTERRUPTED_EXIT = 130
+#: Seconds an interrupted trial's campaign gets beyond its minimization budget to stop its
+#: fuzzer and write what it found, before it is killed.
+STOP_GRACE_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,8 +210,10 @@ def run_trial(entry: Entry, index: int, seed: int, root: Path, hunt: Hunt) -> Tr
     (trial_dir / "command.txt").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
     with open(trial_dir / "campaign.log", "wb") as log:
-        rc = subprocess.call(cmd, cwd=str(PROJECT_ROOT), stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        rc = wait_or_stop(proc, hunt.minimize_time + STOP_GRACE_S)
     trial = Trial(entry.name, index, seed)
     trial.wall = round(time.monotonic() - t0, 1)
     return score_trial(entry, trial, trial_dir, rc)
@@ -287,6 +298,9 @@ def markdown(rows: list[dict[str, Any]], trials: list[Trial], meta: dict[str, An
               + _inputs(meta) + ", "
               + _flags(meta) + f"{meta['host']}, {meta['date']}, revision {meta['revision'][:12]}; "
               f"{meta['wall']:.0f} s in all.", ""]
+    if meta.get("interrupted"):
+        lines += [f"**Interrupted** after {len(trials)} finished trials: entries and trials "
+                  "past that point were not run.", ""]
     steps = sorted({(t.entry, t.step) for t in trials if t.detected and t.step})
     if steps:
         lines += ["Seed neighbours that detected a bug:", ""]
@@ -332,7 +346,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Fixed-budget fuzz campaigns against every seeded bug of "
         "src_c/alloc/inject.h: detected trials, median and worst time to detect, minimized "
         "size and signature per entry. Exit 0: every trial detected its bug; 1: some trial "
-        "did not; 2: usage or environment error.")
+        "did not; 2: usage or environment error; 130: interrupted by Ctrl-C or SIGTERM (the "
+        "campaign in progress is stopped, the trials that finished are written).")
     a = p.add_argument
     a("--trials", type=int, default=5, metavar="N", help="campaigns per entry (default 5)")
     a("--budget", type=float, default=300.0, metavar="S",
@@ -373,28 +388,42 @@ def _hunt(args: argparse.Namespace) -> Hunt:
 
 
 def _run_entries(args: argparse.Namespace, entries: list[Entry], root: Path,
-                 progress: cli.Progress) -> tuple[list[Trial], list[dict[str, Any]]]:
+                 progress: cli.Progress) -> tuple[list[Trial], list[dict[str, Any]], bool]:
+    """Every entry's trials and rows, each trial also appended to trials.jsonl as it ends.
+    Interrupted (Ctrl-C, SIGTERM), the trial in progress is stopped and left out, and
+    what finished before it is returned, with True."""
     trials: list[Trial] = []
     rows = []
+    interrupted = False
     for e in entries:
         mine = []
-        for k in range(args.trials):
-            progress.show(postfix=f"{e.name} trial {k}")
-            t = run_trial(e, k, args.seed + k, root, _hunt(args))
-            mine.append(t)
-            progress.advance()
-            progress.say(f"{e.name} trial {k}: " + (
-                f"detected in {t.seconds:.1f} s, {t.signature}, "
-                f"{t.original_ops} -> {t.minimized_ops} ops" if t.detected else "MISSED")
-                + (f" [{t.problem}]" if t.problem else ""))
+        try:
+            for k in range(args.trials):
+                progress.show(postfix=f"{e.name} trial {k}")
+                t = run_trial(e, k, args.seed + k, root, _hunt(args))
+                mine.append(t)
+                with open(root / "trials.jsonl", "a") as f:
+                    f.write(json.dumps(dataclasses.asdict(t)) + "\n")
+                progress.advance()
+                progress.say(f"{e.name} trial {k}: " + (
+                    f"detected in {t.seconds:.1f} s, {t.signature}, "
+                    f"{t.original_ops} -> {t.minimized_ops} ops" if t.detected else "MISSED")
+                    + (f" [{t.problem}]" if t.problem else ""))
+        except KeyboardInterrupt:
+            interrupted = True
+            progress.say(f"interrupted in {e.name} trial {len(mine)}: writing the "
+                         f"{len(trials) + len(mine)} trials that finished")
         trials += mine
-        rows.append(aggregate(e, mine, args.budget))
-        if args.save:
+        if mine:
+            rows.append(aggregate(e, mine, args.budget))
+        if mine and args.save:
             saved = save_best(e, mine, Path(args.regressions) if args.regressions
                               else REGRESSIONS)
             if saved:
                 progress.say(f"{e.name}: kept {saved}")
-    return trials, rows
+        if interrupted:
+            break
+    return trials, rows, interrupted
 
 
 def _read_run(path: Path) -> tuple[dict[str, Any], dict[str, list[Trial]]]:
@@ -479,29 +508,35 @@ def _main(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     progress = cli.Progress(len(entries) * args.trials, "trial", not args.no_progress)
     t0 = time.monotonic()
-    trials, rows = _run_entries(args, entries, root, progress)
+    trials, rows, interrupted = _run_entries(args, entries, root, progress)
     progress.close()
     meta = {"trials": args.trials, "budget": args.budget, "revision": git_revision(),
             "seeds": not args.no_seeds, "neighbours": not args.no_neighbours,
             "libfuzzer_args": list(args.libfuzzer_arg),
             "date": datetime.date.today().isoformat(), "host": f"{os.cpu_count()} cores",
-            "wall": time.monotonic() - t0}
-    plot_survival([detections(e.name, [t for t in trials if t.entry == e.name], args.budget)
-                   for e in entries], root / "survival.png",
-                  f"time to detect, {args.trials} trials per entry"
-                  + ("" if not args.no_seeds else " (no seeds)"))
-    md = markdown(rows, trials, meta) + "\n![survival curves](survival.png)\n"
+            "wall": time.monotonic() - t0, "interrupted": interrupted}
+    md = markdown(rows, trials, meta)
+    ran = [e for e in entries if any(t.entry == e.name for t in trials)]
+    if ran:  # none when interrupted in the first trial
+        plot_survival([detections(e.name, [t for t in trials if t.entry == e.name],
+                                  args.budget) for e in ran], root / "survival.png",
+                      f"time to detect, {args.trials} trials per entry"
+                      + ("" if not args.no_seeds else " (no seeds)"))
+        md += "\n![survival curves](survival.png)\n"
     (root / "scoreboard.md").write_text(md)
     (root / "scoreboard.json").write_text(json.dumps(
         {"meta": meta, "rows": rows, "trials": [dataclasses.asdict(t) for t in trials]},
         indent=2) + "\n")
     print(md)
     print(f"written: {root / 'scoreboard.md'}", file=sys.stderr)
+    if interrupted:
+        return INTERRUPTED_EXIT
     return 0 if all(t.detected for t in trials) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    cli.interrupt_on_sigterm()
     return cli.run(lambda: _main(args), findings=True)
 
 

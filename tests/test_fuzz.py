@@ -291,13 +291,6 @@ def test_libfuzzer_command_modes(tmp_path):
     assert inproc[-1] == str(tmp_path / "corpus") or inproc[-2] == str(tmp_path / "corpus")
 
 
-def _wait_for(cond, what: str, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 def _start_campaign(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     """A campaign on the clean fixture, once libFuzzer fuzzes (in-process: it loaded its
     corpus; ``--jobs N``: fork mode runs a job); returns the driver and libFuzzer's
@@ -320,7 +313,7 @@ def _start_campaign(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], 
         if not sid:
             return False
         return len(procfs.sessions().get(sid[0], [])) >= 2 if "--jobs" in args else inited()
-    _wait_for(fuzzing, "libFuzzer did not start fuzzing")
+    procfs.wait_for(fuzzing, "libFuzzer did not start fuzzing")
     return driver, sid[0]
 
 
@@ -329,7 +322,8 @@ def test_no_fuzzer_process_outlives_a_killed_driver(tmp_path, args):
     driver, sid = _start_campaign(tmp_path, *args)
     driver.kill()
     driver.wait()
-    _wait_for(lambda: sid not in procfs.sessions(), "libFuzzer or a job outlived the driver", 60)
+    procfs.wait_for(lambda: sid not in procfs.sessions(),
+                    "libFuzzer or a job outlived the driver", 60)
 
 
 def test_no_fork_child_outlives_its_libfuzzer(tmp_path):
@@ -351,7 +345,7 @@ def test_no_fork_child_outlives_its_libfuzzer(tmp_path):
 
     def fuzz_targets() -> list[int]:
         return [p for p in procfs.pids() if str(tmp_path).encode() in procfs.cmdline(p)]
-    _wait_for(lambda: not fuzz_targets(), "a fork child outlived its libFuzzer", 30)
+    procfs.wait_for(lambda: not fuzz_targets(), "a fork child outlived its libFuzzer", 30)
 
 
 def test_sigterm_stops_the_campaign_and_writes_its_summary(tmp_path):
@@ -361,4 +355,5 @@ def test_sigterm_stops_the_campaign_and_writes_its_summary(tmp_path):
     assert driver.returncode == 0, err
     s = json.loads(next((tmp_path / "campaigns").glob("*/runs/*/summary.json")).read_text())
     assert s["interrupted"] is True and s["elapsed"] < 600
-    _wait_for(lambda: sid not in procfs.sessions(), "libFuzzer or a job outlived the campaign", 60)
+    procfs.wait_for(lambda: sid not in procfs.sessions(),
+                    "libFuzzer or a job outlived the campaign", 60)

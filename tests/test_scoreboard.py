@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -17,8 +18,9 @@ from harness.target import Target
 from harness.triage import Reliability
 from harness.errors import UsageError
 from harness.campaign_options import parse
-from harness.scoreboard import (CONFIG, Entry, Hunt, Trial, aggregate, campaign_options,
-                                 load_config, markdown)
+from harness.scoreboard import (CONFIG, INTERRUPTED_EXIT, Entry, Hunt, Trial, aggregate,
+                                 campaign_options, load_config, markdown)
+from tests.fixtures import procfs
 
 
 def test_config_covers_the_whole_catalogue():
@@ -137,3 +139,62 @@ def test_a_reproducer_that_does_not_hold_is_not_a_detection(tmp_path):
     assert good.detected and good.seconds == 1.5 and good.found_by == "fuzzer"
     bad = trial_with("overlap")  # the injected build gives `counters`, not `overlap`
     assert not bad.detected and "expected overlap, got counters" in bad.problem
+
+
+def test_an_interrupted_board_keeps_the_trials_that_finished(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM in trial 1 of the first entry: trial 0 is written (trials.jsonl as
+    it ended, then the board's outputs, marked interrupted) and no other entry runs."""
+    from harness import scoreboard
+
+    started = []
+
+    def run_trial(entry, index, seed, root, hunt):
+        started.append((entry.name, index))
+        if index == 1:
+            raise KeyboardInterrupt
+        return Trial(entry.name, index, seed, True, 3.0, "counters", 4)
+    monkeypatch.setattr(scoreboard, "run_trial", run_trial)
+    monkeypatch.setattr(scoreboard, "build", lambda *a: None)
+    out = tmp_path / "out"
+    rc = scoreboard.main(["--entries", "drain_counter,missing_used_add", "--trials", "3",
+                          "--out", str(out), "--no-progress"])
+    assert rc == INTERRUPTED_EXIT
+    assert started == [("drain_counter", 0), ("drain_counter", 1)]
+    data = json.loads((out / "scoreboard.json").read_text())
+    assert data["meta"]["interrupted"] is True
+    assert [(t["entry"], t["index"]) for t in data["trials"]] == [("drain_counter", 0)]
+    assert [r["entry"] for r in data["rows"]] == ["drain_counter"]
+    (line,) = (out / "trials.jsonl").read_text().splitlines()
+    assert json.loads(line) == data["trials"][0]
+    md = (out / "scoreboard.md").read_text()
+    assert "**Interrupted** after 1 finished trials" in md and (out / "survival.png").exists()
+
+
+def test_sigterm_stops_the_trial_in_progress_and_leaves_no_campaign_running(tmp_path):
+    """The board's SIGTERM reaches its campaign, which stops its fuzzer and writes its
+    summary; nothing of the board outlives it. (A campaign fed 1-byte inputs, programs
+    without ops, cannot find its bug, so the trial is surely in progress.)"""
+    out = tmp_path / "out"
+    board = subprocess.Popen(
+        [sys.executable, "-m", "harness.scoreboard", "--entries", "drain_counter", "--trials",
+         "2", "--budget", "600", "--out", str(out), "--no-seeds", "--no-neighbours",
+         "--libfuzzer-arg=-max_len=1", "--no-progress"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def fuzzing() -> bool:
+        assert board.poll() is None, board.communicate()[1]
+        return any("INITED" in p.read_text(errors="replace")
+                   for p in out.glob("drain_counter/trial0/campaigns/*/runs/*/fuzz.log"))
+    procfs.wait_for(fuzzing, "trial 0's fuzzer did not start")
+    board.send_signal(signal.SIGTERM)
+    _, err = board.communicate(timeout=300)
+    assert board.returncode == INTERRUPTED_EXIT, err
+    (summary,) = out.glob("drain_counter/trial0/campaigns/*/runs/*/summary.json")
+    assert json.loads(summary.read_text())["interrupted"] is True
+    data = json.loads((out / "scoreboard.json").read_text())
+    assert data["meta"]["interrupted"] is True and data["trials"] == []
+    assert not (out / "drain_counter" / "trial1").exists()
+
+    def running() -> list[int]:
+        return [p for p in procfs.pids() if str(out).encode() in procfs.cmdline(p)]
+    procfs.wait_for(lambda: not running(), "a process of the board outlived it", 60)
