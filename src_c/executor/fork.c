@@ -10,10 +10,15 @@
  * It reports "<check>\t<message>" through a pipe and _exits. The parent waits for the
  * report: a child that crashes (fork:crash), hangs (fork:hang: a lock held by a thread
  * that does not exist in the child) or reports a failure (fork:<check>) is a finding. The
- * parent goes on either way. A child still running after HX_FORK_TIMEOUT_MS reports the
- * hang itself, with the stack of the thread it was working on: where a child hangs is
- * the first question a fork:hang raises, and a one-time hang cannot be replayed to answer
- * it. The parent waits HX_FORK_GRACE_MS longer for that report, then ends the child. */
+ * parent goes on either way. A child still running after HX_FORK_TIMEOUT_MS is asked by
+ * the parent (HANG_SIGNAL) to report the hang itself, with the stack of the thread it was
+ * working on: where a child hangs is the first question a fork:hang raises, and a
+ * one-time hang cannot be replayed to answer it. The parent waits HX_FORK_GRACE_MS for
+ * that report, then ends the child. The handler is installed, and the unwinder loaded,
+ * in the parent before the fork, and the signal is never blocked across it: a child that
+ * hangs inside fork() itself (an atfork handler waiting for a lock) can still answer. A
+ * timer of the child's own, armed after fork() returned, could not (a no-seeds trial kept
+ * such a silent hang). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <execinfo.h>
@@ -24,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,12 +36,15 @@
 
 #pragma weak hak_heap_check
 
-/* How long a child may take before it reports a hang (HAKX_FORK_TIMEOUT_MS overrides it:
- * tests of the hang check): long enough for a sanitized child's batch on a loaded
- * machine. */
+/* How long a child may take before it is asked to report a hang (HAKX_FORK_TIMEOUT_MS
+ * overrides it: tests of the hang check): long enough for a sanitized child's batch on a
+ * loaded machine. */
 #define HX_FORK_TIMEOUT_MS 20000
 /* How much longer the parent waits for a hung child's own report. */
 #define HX_FORK_GRACE_MS 5000
+/* What the parent sends a hung child: a real-time signal, which nothing else in a
+ * campaign's process uses (SIGALRM is libFuzzer's -timeout). */
+#define HANG_SIGNAL (SIGRTMIN + 4)
 
 static int fork_timeout_ms(void)
 {
@@ -182,20 +189,22 @@ static void report_hang(int sig)
     _exit(0);
 }
 
-/* SIGALRM after timeout_ms runs report_hang. backtrace() is called
- * once first: its first call loads the unwinder, which a hung child may not manage. */
-static void arm_hang_report(int fd, int timeout_ms)
+/* In the parent, before the fork: the child inherits the handler, the report's pipe and
+ * head, and the unwinder backtrace() loads on its first call (which a hung child may not
+ * manage: loading takes the loader's lock). */
+static void prepare_hang_report(int fd, int timeout_ms)
 {
-    void *warm[1];
-    backtrace(warm, 1);
+    static bool warm;
+    if (!warm) {
+        void *frame[1];
+        backtrace(frame, 1);
+        warm = true;
+    }
     hang_fd = fd;
-    int ms = timeout_ms;
-    snprintf(hang_head, sizeof hang_head, "hang\tstill running after %d ms, at: ", ms);
+    snprintf(hang_head, sizeof hang_head, "hang\tstill running after %d ms, at: ", timeout_ms);
     struct sigaction sa = {.sa_handler = report_hang};
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {.it_value = {ms / 1000, (ms % 1000) * 1000}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    sigaction(HANG_SIGNAL, &sa, NULL);
 }
 
 static void *batch_thread(void *arg)
@@ -214,21 +223,20 @@ static bool check_thread_batch(struct hx_run *r, char *msg, size_t len)
     pthread_t th;
     if (pthread_create(&th, NULL, batch_thread, &job) == 0) {
         /* the hang report is that thread's to make: its stack is the one that matters */
-        sigset_t alarm, old;
-        sigemptyset(&alarm);
-        sigaddset(&alarm, SIGALRM);
-        pthread_sigmask(SIG_BLOCK, &alarm, &old);
+        sigset_t hang, old;
+        sigemptyset(&hang);
+        sigaddset(&hang, HANG_SIGNAL);
+        pthread_sigmask(SIG_BLOCK, &hang, &old);
         pthread_join(th, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     return job.ok;
 }
 
-static void child(struct hx_run *r, int fd, int timeout_ms)
+static void child(struct hx_run *r, int fd)
 {
     char msg[sizeof r->verdict->message] = "";
     bool ok = true;
-    arm_hang_report(fd, timeout_ms);
     if (r->tg->hakmem && hak_heap_check) {
         struct hak_heap_report rep;
         if (!hak_heap_check(&rep))
@@ -243,7 +251,6 @@ static void child(struct hx_run *r, int fd, int timeout_ms)
     if (ok)
         ok = !r->tg->hakmem || !hak_heap_check || hak_heap_check(&(struct hak_heap_report){0}) ||
              report(msg, sizeof msg, "heap_check", "after the child's own batch");
-    setitimer(ITIMER_REAL, &(struct itimerval){0}, NULL);
     if (ok)
         snprintf(msg, sizeof msg, "ok\t");
     ssize_t left = (ssize_t)strlen(msg) + 1; /* the NUL: the report is complete */
@@ -343,6 +350,10 @@ static void drop_inherited_handlers(void)
     }
 }
 
+/* Held from the hang report's preparation to fork(): the child must inherit its own
+ * pipe as the report's, not that of a fork op another thread prepares at the same time. */
+static pthread_mutex_t preparing = PTHREAD_MUTEX_INITIALIZER;
+
 void hx_fork(struct hx_run *r, size_t i, int t)
 {
     int fds[2];
@@ -350,13 +361,20 @@ void hx_fork(struct hx_run *r, size_t i, int t)
         hx_error(r, "pipe failed for the fork op: %s", strerror(errno));
         return;
     }
+    int timeout_ms = fork_timeout_ms();
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, HANG_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &all, &old);
+    sigdelset(&old, HANG_SIGNAL);
     hx_sched_fork(true);
+    pthread_mutex_lock(&preparing);
+    prepare_hang_report(fds[1], timeout_ms);
     pid_t pid = fork();
     if (pid == 0)
         drop_inherited_handlers();
+    else
+        pthread_mutex_unlock(&preparing);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid)
         hx_sched_fork(false);
@@ -366,17 +384,19 @@ void hx_fork(struct hx_run *r, size_t i, int t)
         hx_error(r, "fork failed: %s", strerror(errno));
         return;
     }
-    int timeout_ms = fork_timeout_ms();
     if (pid == 0) {
         close(fds[0]);
-        child(r, fds[1], timeout_ms);
+        child(r, fds[1]);
     }
     close(fds[1]);
     char buf[sizeof r->verdict->message + 40];
-    int wait_ms = timeout_ms + HX_FORK_GRACE_MS;
-    bool in_time = read_report(fds[0], buf, sizeof buf, wait_ms);
+    bool in_time = read_report(fds[0], buf, sizeof buf, timeout_ms);
+    if (!in_time) {
+        kill(pid, HANG_SIGNAL);
+        in_time = read_report(fds[0], buf, sizeof buf, HX_FORK_GRACE_MS);
+    }
     close(fds[0]);
-    judge(r, i, t, pid, wait_ms, in_time, buf);
+    judge(r, i, t, pid, timeout_ms + HX_FORK_GRACE_MS, in_time, buf);
 }
 
 void hx_fork_reap(struct hx_run *r)
