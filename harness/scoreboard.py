@@ -416,9 +416,8 @@ def _run_entries(args: argparse.Namespace, entries: list[Entry], root: Path,
         trials += mine
         if mine:
             rows.append(aggregate(e, mine, args.budget))
-        if mine and args.save:
-            saved = save_best(e, mine, Path(args.regressions) if args.regressions
-                              else REGRESSIONS)
+            saved = args.save and save_best(e, mine, Path(args.regressions)
+                                            if args.regressions else REGRESSIONS)
             if saved:
                 progress.say(f"{e.name}: kept {saved}")
         if interrupted:

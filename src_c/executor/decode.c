@@ -97,13 +97,12 @@ HAKX_API uint32_t hakx_schedule_of(const uint8_t *data, size_t len, struct hakx_
     return out->depth;
 }
 
-/* Bytes an op allocates (and so fills and verifies): 0 for an impossible request, which
- * fails without touching memory. */
 /* What an allocating op is charged: the bytes its block may span, which the executor
- * fills and later verifies. An aligned block's usable size can exceed its request by about
- * the alignment (hakmem: 298 B at 1 MiB alignment is 440 KiB usable), so it is charged
- * size + alignment; charged the request alone, a loop writing such a block ran for 30 s
- * at the op cap and was kept as a libFuzzer timeout. */
+ * fills and later verifies; 0 for an impossible request, which fails without touching
+ * memory. An aligned block's usable size can exceed its request by about the alignment
+ * (hakmem: 298 B at 1 MiB alignment is 440 KiB usable), so it is charged size +
+ * alignment; charged the request alone, a loop writing such a block ran for 30 s at the
+ * op cap and was kept as a libFuzzer timeout. */
 static uint64_t alloc_bytes(const struct hakx_op *o)
 {
     if (o->op == HAKX_OP_FREE || o->op == HAKX_OP_WRITE || o->size >= HX_REASONABLE_MAX)
